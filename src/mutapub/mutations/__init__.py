@@ -1,0 +1,1 @@
+"""The mutapub library: configuration, storage, snapshots, change sets and everything built on them."""

@@ -1,0 +1,1 @@
+"""Click commands of the core library, registered as `mutapub.commands` entry points."""

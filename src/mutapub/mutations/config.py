@@ -1,0 +1,143 @@
+"""Workspace configuration: `$MUTAPUB_HOME/mutapub.toml` with `MUTAPUB_<SECTION>_<KEY>` overrides."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mutapub.mutations.errors import ConfigError, WorkspaceMissing
+
+CONFIG_FILE = "mutapub.toml"
+
+# Every known setting with its default; the default's type is the setting's type.
+# Packages that plug into mutapub read their own section through `Settings.section`.
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "database": {"url": ""},
+    "log": {"level": "INFO", "format": "text"},
+    "publication": {"retention_days": 30},
+}
+
+# Environment variables that are not settings, so they are never read as overrides.
+_NOT_SETTINGS = {"MUTAPUB_HOME", "MUTAPUB_TEST_DATABASE_URL"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective configuration of one workspace."""
+
+    home: Path
+    values: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @property
+    def config_file(self) -> Path:
+        """Path of the workspace's `mutapub.toml`."""
+        return self.home / CONFIG_FILE
+
+    @property
+    def database_url(self) -> str:
+        """SQLAlchemy URL of the tracking database (SQLite in the workspace unless configured)."""
+        url = str(self.values.get("database", {}).get("url") or "")
+        return url or f"sqlite:///{self.home / 'mutapub.db'}"
+
+    def section(self, name: str) -> Mapping[str, Any]:
+        """One section's settings, defaults included."""
+        return self.values.get(name, {})
+
+
+def home_from_env(environ: Mapping[str, str] | None = None) -> Path:
+    """The workspace directory: `$MUTAPUB_HOME`, or `./mutapub-data`."""
+    environ = os.environ if environ is None else environ
+    return Path(environ.get("MUTAPUB_HOME") or "mutapub-data").absolute()
+
+
+def load_settings(
+    home: Path | None = None, environ: Mapping[str, str] | None = None, *, require_workspace: bool = True
+) -> Settings:
+    """Read the workspace's configuration; raise WorkspaceMissing when it was never initialised."""
+    environ = os.environ if environ is None else environ
+    home = home_from_env(environ) if home is None else home
+    path = home / CONFIG_FILE
+    file_values: dict[str, Any] = {}
+    if path.exists():
+        try:
+            file_values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+    elif require_workspace:
+        raise WorkspaceMissing(f"no mutapub workspace at {home}: run `mutapub init` (or set MUTAPUB_HOME)")
+    return Settings(home=home, values=merge_settings(file_values, environ, source=str(path)))
+
+
+def merge_settings(file_values: Mapping[str, Any], environ: Mapping[str, str], *, source: str) -> dict:
+    """Defaults, then the file, then `MUTAPUB_<SECTION>_<KEY>`; unknown names and wrong types are errors."""
+    merged = {section: dict(keys) for section, keys in DEFAULTS.items()}
+    for section, keys in file_values.items():
+        if section not in DEFAULTS or not isinstance(keys, dict):
+            raise ConfigError(f"{source}: unknown section [{section}] (known: {', '.join(DEFAULTS)})")
+        for key, value in keys.items():
+            merged[section][key] = _typed(section, key, value, source)
+    for name, raw in environ.items():
+        if not name.startswith("MUTAPUB_") or name in _NOT_SETTINGS:
+            continue
+        section, key = _split_env_name(name)
+        if section is None:
+            continue
+        merged[section][key] = _typed(section, key, _parse_env(raw, DEFAULTS[section][key]), name)
+    return merged
+
+
+def _split_env_name(name: str) -> tuple[str | None, str]:
+    rest = name.removeprefix("MUTAPUB_").lower()
+    for section in sorted(DEFAULTS, key=len, reverse=True):
+        if rest.startswith(section + "_") and rest[len(section) + 1 :] in DEFAULTS[section]:
+            return section, rest[len(section) + 1 :]
+    return None, rest
+
+
+def _parse_env(raw: str, default: Any) -> Any:
+    if isinstance(default, bool):
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        return raw
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            return raw
+    return raw
+
+
+def _typed(section: str, key: str, value: Any, source: str) -> Any:
+    if key not in DEFAULTS[section]:
+        known = ", ".join(DEFAULTS[section])
+        raise ConfigError(f"{source}: unknown setting {section}.{key} (known: {known})")
+    expected = type(DEFAULTS[section][key])
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise ConfigError(f"{source}: {section}.{key} must be {expected.__name__}, got {value!r}")
+    return value
+
+
+def default_config_text() -> str:
+    """The commented `mutapub.toml` that `mutapub init` writes."""
+    return """\
+# mutapub workspace configuration. Every setting can be overridden by MUTAPUB_<SECTION>_<KEY>,
+# e.g. MUTAPUB_DATABASE_URL=postgresql+psycopg://mutapub@db/mutapub
+
+[database]
+# Empty: SQLite in this workspace (mutapub.db).
+url = ""
+
+[log]
+level = "INFO"
+# text | json (one JSON object per line)
+format = "text"
+
+[publication]
+retention_days = 30
+"""

@@ -1,0 +1,265 @@
+"""Reading snapshot files (CSV plain, gzip or zip; Parquet) as batches of text, with exact error locations.
+
+Every value is read as text: nothing is inferred, `NA`/`NULL`/`N/A` stay values, an empty field and a
+quoted empty field are both missing (null). The fast path is Arrow's CSV reader; when it fails, a slow
+scan with Python's csv module finds the line and column to report.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+import io
+import zipfile
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from mutapub.mutations.errors import InputError
+from mutapub.schemas import InputFormat, Schema
+
+BLOCK_SIZE = 1 << 24  # Arrow parses this many bytes per batch
+_DELIMITERS = (";", ",", "\t", "|")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A file to read: its path, the container it is in and, for a ZIP, the member to read."""
+
+    path: Path
+    kind: str  # "csv", "gzip", "zip" or "parquet"
+    member: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How error messages name this file."""
+        return f"{self.path}:{self.member}" if self.member else str(self.path)
+
+
+def detect(path: Path, member: str | None = None) -> Source:
+    """Recognise a file by its first bytes (not its name); refuse what cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from exc
+    if magic[:2] == b"\x1f\x8b":
+        return Source(path, "gzip")
+    if magic == b"PAR1":
+        return Source(path, "parquet")
+    if magic[:2] == b"PK":
+        if member is None:
+            member = _single_member(path)
+        return Source(path, "zip", member)
+    return Source(path, "csv")
+
+
+def _single_member(path: Path) -> str:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = [n for n in zf.namelist() if not n.endswith("/")]
+    except zipfile.BadZipFile as exc:
+        raise InputError(f"{path}: truncated or corrupt zip: {exc}") from exc
+    if len(names) != 1:
+        raise InputError(f"{path}: a zip must hold exactly one file, found {len(names)}: {', '.join(names[:5])}")
+    return names[0]
+
+
+@contextmanager
+def open_bytes(source: Source) -> Iterator[IO[bytes]]:
+    """The decompressed bytes of a CSV source."""
+    if source.kind == "gzip":
+        with gzip.open(source.path, "rb") as fh:
+            yield fh  # type: ignore[misc]
+    elif source.kind == "zip":
+        try:
+            with zipfile.ZipFile(source.path) as zf, zf.open(source.member or "") as fh:
+                yield fh
+        except zipfile.BadZipFile as exc:
+            raise InputError(f"{source.label}: truncated or corrupt zip: {exc}") from exc
+        except KeyError as exc:
+            raise InputError(f"{source.path}: no member {source.member!r} in the zip") from exc
+    else:
+        with open(source.path, "rb") as fh:
+            yield fh
+
+
+def _container_error(source: Source, exc: BaseException) -> InputError | None:
+    if isinstance(exc, EOFError | zlib.error | gzip.BadGzipFile) or "gzip" in str(exc).lower():
+        return InputError(f"{source.label}: truncated or corrupt gzip: {exc}")
+    if isinstance(exc, zipfile.BadZipFile) or "crc" in str(exc).lower():
+        return InputError(f"{source.label}: truncated or corrupt zip: {exc}")
+    return None
+
+
+def read_header(source: Source, fmt: InputFormat) -> list[str]:
+    """The column names of a CSV source's first record, BOM stripped; InputError if there is none."""
+    try:
+        with open_bytes(source) as raw:
+            text = io.TextIOWrapper(raw, encoding=fmt.encoding, newline="")
+            reader = csv.reader(text, delimiter=fmt.delimiter, quotechar=fmt.quote)
+            header = next(reader, None)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{source.label}: line 1: bytes that are not {fmt.encoding}: {exc.reason}") from exc
+    except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
+        raise _container_error(source, exc) or InputError(f"{source.label}: {exc}") from exc
+    if not header:
+        raise InputError(f"{source.label}: the file is empty (no header line)")
+    header[0] = header[0].removeprefix("\ufeff")
+    return header
+
+
+def check_header(source: Source, header: Sequence[str], schema: Schema) -> None:
+    """Refuse a header that is not exactly the schema's columns (in any order), naming what differs."""
+    expected = set(schema.column_names)
+    seen: set[str] = set()
+    for i, name in enumerate(header, start=1):
+        if name in seen:
+            raise InputError(f"{source.label}: line 1, column {i}: column {name!r} appears twice")
+        seen.add(name)
+    if len(header) == 1 and len(expected) > 1:
+        hint = next((d for d in _DELIMITERS if d in header[0]), None)
+        why = f"; it holds {hint!r}: is the file {hint!r}-separated?" if hint else ""
+        raise InputError(
+            f"{source.label}: line 1: the header has one column {header[0][:80]!r} where {schema.name} has "
+            f"{len(expected)} separated by {schema.input_format.delimiter!r}{why}"
+        )
+    missing = [c for c in schema.column_names if c not in seen]
+    unknown = [(i, c) for i, c in enumerate(header, start=1) if c not in expected]
+    if unknown:
+        where = ", ".join(f"column {i} {c!r}" for i, c in unknown[:10])
+        raise InputError(f"{source.label}: line 1: unknown column(s) for {schema.name}: {where}")
+    if missing:
+        raise InputError(f"{source.label}: line 1: missing column(s) for {schema.name}: {', '.join(missing)}")
+
+
+def iter_batches(source: Source, schema: Schema, fmt: InputFormat | None = None) -> Iterator[pa.RecordBatch]:
+    """The source's rows as batches of string columns in schema order (header checked first)."""
+    fmt = fmt or schema.input_format
+    if source.kind == "parquet":
+        yield from _parquet_batches(source, schema)
+        return
+    if fmt.header:
+        check_header(source, read_header(source, fmt), schema)
+        read_opts = pacsv.ReadOptions(block_size=BLOCK_SIZE, encoding=fmt.encoding)
+    else:
+        read_opts = pacsv.ReadOptions(
+            block_size=BLOCK_SIZE, encoding=fmt.encoding, column_names=list(schema.column_names)
+        )
+    parse_opts = pacsv.ParseOptions(delimiter=fmt.delimiter, quote_char=fmt.quote, newlines_in_values=True)
+    convert_opts = pacsv.ConvertOptions(
+        column_types={c: pa.string() for c in schema.column_names},
+        null_values=[""],
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=True,
+        include_columns=list(schema.column_names),
+    )
+    try:
+        with _arrow_stream(source) as stream:
+            reader = pacsv.open_csv(stream, read_options=read_opts, parse_options=parse_opts, convert_options=convert_opts)
+            for batch in reader:
+                if batch.num_rows:
+                    yield batch
+    except InputError:
+        raise
+    except (pa.ArrowException, OSError, EOFError, zlib.error, UnicodeDecodeError, zipfile.BadZipFile) as exc:
+        raise diagnose(source, fmt, len(schema.column_names), exc) from exc
+
+
+@contextmanager
+def _arrow_stream(source: Source) -> Iterator[object]:
+    if source.kind == "gzip":
+        with pa.input_stream(str(source.path), compression="gzip") as stream:
+            yield stream
+    elif source.kind == "zip":
+        with open_bytes(source) as fh:
+            yield fh
+    else:
+        with pa.input_stream(str(source.path)) as stream:
+            yield stream
+
+
+def _parquet_batches(source: Source, schema: Schema) -> Iterator[pa.RecordBatch]:
+    try:
+        pf = pq.ParquetFile(source.path)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{source.label}: not a readable Parquet file: {exc}") from exc
+    names = pf.schema_arrow.names
+    check_header(source, names, schema)
+    for name in schema.column_names:
+        typ = pf.schema_arrow.field(name).type
+        if not (pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_null(typ)):
+            raise InputError(
+                f"{source.label}: column {name!r} is {typ} in the Parquet file; mutapub reads every value "
+                "as text so identifiers keep their leading zeros: write it as a string column"
+            )
+    target = pa.schema([(c, pa.string()) for c in schema.column_names])
+    try:
+        for batch in pf.iter_batches(batch_size=256_000, columns=list(schema.column_names)):
+            yield pa.RecordBatch.from_arrays([batch.column(c).cast(pa.string()) for c in target.names], schema=target)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{source.label}: truncated or corrupt Parquet file: {exc}") from exc
+
+
+def diagnose(source: Source, fmt: InputFormat, columns: int, cause: BaseException) -> InputError:
+    """Re-read a CSV source slowly to say where Arrow's reader failed (line, column, byte)."""
+    decoder = codecs.getincrementaldecoder(fmt.encoding)()
+    try:
+        with open_bytes(source) as raw:
+            for line_no, line in enumerate(raw, start=1):
+                try:
+                    decoder.decode(line, final=False)
+                except UnicodeDecodeError as exc:
+                    col = exc.start + 1
+                    byte = line[exc.start : exc.start + 1].hex()
+                    return InputError(
+                        f"{source.label}: line {line_no}, byte {col}: 0x{byte} is not valid {fmt.encoding}"
+                    )
+        with open_bytes(source) as raw:
+            text = io.TextIOWrapper(raw, encoding=fmt.encoding, newline="")
+            reader = csv.reader(text, delimiter=fmt.delimiter, quotechar=fmt.quote, strict=True)
+            start = 1
+            for record in reader:
+                if len(record) != columns:
+                    return InputError(
+                        f"{source.label}: line {start}: expected {columns} fields separated by "
+                        f"{fmt.delimiter!r}, found {len(record)}"
+                    )
+                start = reader.line_num + 1
+    except csv.Error as exc:
+        return InputError(f"{source.label}: line {start}: {exc}")
+    except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
+        found = _container_error(source, exc)
+        if found:
+            return found
+        return InputError(f"{source.label}: {exc}")
+    found = _container_error(source, cause)
+    return found or InputError(f"{source.label}: cannot be read as CSV: {cause}")
+
+
+def locate_rows(source: Source, fmt: InputFormat, rows: Sequence[int]) -> dict[int, int]:
+    """Map 0-based data row numbers to the file line where each row starts (slow path, errors only)."""
+    if source.kind == "parquet":
+        return {r: r + 1 for r in rows}
+    wanted, found = set(rows), {}
+    with open_bytes(source) as raw:
+        text = io.TextIOWrapper(raw, encoding=fmt.encoding, newline="")
+        reader = csv.reader(text, delimiter=fmt.delimiter, quotechar=fmt.quote)
+        if fmt.header:
+            next(reader, None)
+        start = reader.line_num + 1
+        for row, _record in enumerate(reader):
+            if row in wanted:
+                found[row] = start
+                if len(found) == len(wanted):
+                    break
+            start = reader.line_num + 1
+    return found
