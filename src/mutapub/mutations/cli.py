@@ -79,3 +79,7 @@ def main() -> None:
       mutapub snapshot ingest persons persons_2025-10-01.csv
       mutapub diff persons --json
     """
+
+
+if __name__ == "__main__":
+    main()

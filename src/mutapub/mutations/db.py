@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -61,29 +61,29 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 
 def head_revision() -> str:
-    """The newest migration this code knows."""
-    from alembic.script import ScriptDirectory
+    """The newest migration this code knows: revision ids are the numbered prefixes of the version files.
 
-    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
-    assert head is not None
-    return head
+    Read from file names rather than through Alembic, which every command would otherwise import.
+    """
+    return max(p.name.split("_", 1)[0] for p in (MIGRATIONS / "versions").glob("[0-9]*_*.py"))
 
 
 def current_revision(engine: Engine) -> str | None:
     """The migration the database is at, or None for an empty database."""
-    from alembic.runtime.migration import MigrationContext
-
     try:
         with engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+            if not inspect(conn).has_table("alembic_version"):
+                return None
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
     except OperationalError as exc:
-        raise ConfigError(f"cannot open the database {engine.url!r}: {exc.orig}") from exc
+        raise ConfigError(f"cannot open the database {engine.url.render_as_string()}: {exc.orig}") from exc
 
 
 def check_current(engine: Engine) -> None:
     """Raise ConfigError unless the database is migrated to this code's head revision."""
     current, head = current_revision(engine), head_revision()
-    if current is None and not inspect(engine).get_table_names():
-        raise ConfigError(f"the database {engine.url!r} is empty: run `mutapub init` or `mutapub db upgrade`")
+    if current is None:
+        url = engine.url.render_as_string()
+        raise ConfigError(f"the database {url} is empty: run `mutapub init` or `mutapub db upgrade`")
     if current != head:
         raise ConfigError(f"the database is at revision {current}, this mutapub needs {head}: run `mutapub db upgrade`")

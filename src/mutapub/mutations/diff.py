@@ -52,8 +52,36 @@ def _sql(schema: Schema, old: str, new: str) -> str:
     """
 
 
+def _candidates_sql(schema: Schema, old: str, new: str) -> str:
+    """Keys whose row may differ: a narrow join of keys and two 64-bit row fingerprints.
+
+    Equal rows always have equal fingerprints, so no change is lost unless both fingerprints of a
+    changed row collide at once (a 2^-128 event); every candidate is then compared column by column,
+    so a collision can never invent a change.
+    """
+    q = duck.quote
+    keys, values = schema.key, schema.value_columns
+    cols = [q(c) for c in values]
+    fp = f"hash({', '.join(cols)}) AS __h1, hash({', '.join(reversed(cols))}, 'mutapub') AS __h2" if cols else (
+        "0 AS __h1, 0 AS __h2"
+    )
+    side = ", ".join(q(k) for k in keys)
+    on = " AND ".join(f"o.{q(k)} IS NOT DISTINCT FROM n.{q(k)}" for k in keys)
+    key_cols = ", ".join(f"CASE WHEN n.__present THEN n.{q(k)} ELSE o.{q(k)} END AS {q(k)}" for k in keys)
+    return f"""
+        SELECT {key_cols}
+        FROM (SELECT {side}, {fp}, true AS __present FROM {old}) o
+        FULL OUTER JOIN (SELECT {side}, {fp}, true AS __present FROM {new}) n ON {on}
+        WHERE o.__present IS NULL OR n.__present IS NULL OR o.__h1 <> n.__h1 OR o.__h2 <> n.__h2
+    """
+
+
 def _run(con: duckdb.DuckDBPyConnection, schema: Schema, old: str, new: str) -> pa.Table:
-    result = duck.fetch_table(con, _sql(schema, old, new))
+    q = duck.quote
+    con.execute(f"CREATE OR REPLACE TEMP TABLE __candidates AS {_candidates_sql(schema, old, new)}")
+    on = " AND ".join(f"x.{q(k)} IS NOT DISTINCT FROM c.{q(k)}" for k in schema.key)
+    only = "(SELECT x.* FROM {} x JOIN __candidates c ON " + on + ")"
+    result = duck.fetch_table(con, _sql(schema, only.format(old), only.format(new)))
     return result.cast(changeset_schema(schema))
 
 

@@ -18,17 +18,14 @@ from mutapub.mutations import reading
 from mutapub.mutations.errors import Conflict, InputError
 from mutapub.mutations.snapshots import (
     IngestResult,
-    _raise_findings,
-    _validated,
-    arrow_schema,
     check_unique,
     file_sha256,
     find_snapshot,
     latest_snapshot,
+    read_validated,
     register,
     write_parquet,
 )
-from mutapub.mutations.validation import Findings
 from mutapub.mutations.workspace import Workspace
 from mutapub.schemas import Column, Schema, load_schema
 
@@ -83,11 +80,7 @@ def _subjects_schema(schema: Schema) -> Schema:
 
 
 def _read_member(path: Path, member: str, schema: Schema) -> pa.Table:
-    source = reading.Source(path, "zip", member)
-    findings = Findings()
-    table = pa.Table.from_batches(list(_validated(reading.iter_batches(source, schema), schema, findings)),
-                                  schema=arrow_schema(schema))
-    _raise_findings(source, schema, findings)
+    table, _warnings = read_validated(reading.Source(path, "zip", member), schema)
     return table
 
 
@@ -106,7 +99,7 @@ def ingest_zip(ws: Workspace, path: Path, *, force: bool = False) -> KboResult:
     if missing:
         raise InputError(f"{label}: a KBO {meta.extract_type} ZIP needs {', '.join(missing)}")
     sha = file_sha256(path)
-    staged: list[tuple[Schema, Path, int, Session | None]] = []
+    staged: list[tuple[Schema, Path, int]] = []
     results: list[IngestResult] = []
     with ws.sessions() as session:
         unchanged = [find_snapshot(session, f"kbo_{t}", meta.snapshot_date) for t in TABLES]
@@ -126,19 +119,17 @@ def ingest_zip(ws: Workspace, path: Path, *, force: bool = False) -> KboResult:
                 table = _read_member(path, f"{t}.csv", schema)
             else:
                 table = _apply_update(ws, path, t, schema, meta)
-            tmp = write_parquet(ws, table.to_batches(max_chunksize=256_000), schema)
-            staged.append((schema, tmp, 0, None))
-            rows = check_unique(ws, tmp, schema, reading.Source(path, "zip", f"{t}{suffixes[0]}.csv"))
-            staged[-1] = (schema, tmp, rows, None)
+            check_unique(table, schema, reading.Source(path, "zip", f"{t}{suffixes[0]}.csv"))
+            staged.append((schema, write_parquet(ws, table, schema), table.num_rows))
         with ws.sessions() as session, session.begin():
-            for schema, tmp, rows, _ in staged:
+            for schema, tmp, rows in staged:
                 snap = register(
                     ws, schema, tmp, snapshot_date=meta.snapshot_date, source=f"{path.absolute()}",
                     sha256=sha, rows=rows, extract_number=meta.extract_number, session=session,
                 )
                 results.append(IngestResult(snap, "registered"))
     except BaseException:
-        for schema, tmp, _, _ in staged:
+        for _schema, tmp, _rows in staged:
             tmp.unlink(missing_ok=True)
         for r in results:
             ws.path_in(r.snapshot.path).unlink(missing_ok=True)

@@ -66,6 +66,7 @@ _MUNICIPALITIES: tuple[tuple[str, str, str, int], ...] = (
     ("34022", "8500", "nl", 78),  # Kortrijk
 )
 
+# fmt: off
 _STREETS_NL: tuple[str, ...] = (
     "Kerkstraat", "Stationsstraat", "Sint-Jansplein", "Dorpsstraat", "Molenstraat", "Nieuwstraat",
     "Schoolstraat", "Kapelstraat", "Beekstraat", "Lindenlaan", "Koning Albertlaan", "Veldstraat",
@@ -82,7 +83,11 @@ _STREETS_FR: tuple[str, ...] = (
     "Place Verte", "Rue de Bruxelles", "Rue Notre-Dame", "Rue du Onze Novembre", "Rue Léopold",
 )
 # Values exercising CSV quoting: the delimiter, a double quote, a line break.
-_STREETS_SPECIAL: tuple[str, ...] = ("Kerkstraat; achterbouw", 'Residentie "Ter Linde"', "Hoogstraat\nachterbouw")
+_STREETS_SPECIAL: tuple[str, ...] = (
+    "Kerkstraat; achterbouw",
+    'Residentie "Ter Linde"',
+    "Hoogstraat\nachterbouw",
+)
 _SPECIAL_STREET_RATES: tuple[float, ...] = (1e-4, 5e-5, 2e-5)
 
 _LAST_NAMES: tuple[str, ...] = (
@@ -107,6 +112,7 @@ _FIRST_F: tuple[str, ...] = (
     "Chloé", "Elise", "Mila", "Léa", "Ines", "Anne-Marie", "Maria", "Rita", "Godelieve", "Yasmine",
     "Saskia", "Françoise", "Mélanie", "Céline", "Ilse", "Nour", "Amélie", "Đào", "Ingrid",
 )
+# fmt: on
 
 _NATIONALITIES: tuple[str, ...] = ("150", "111", "129", "235", "128", "173")
 _NATIONALITY_P = np.array([0.87, 0.03, 0.03, 0.03, 0.025, 0.015])
@@ -183,9 +189,7 @@ class _Dicts:
 
     def __init__(self, csv: bool = False) -> None:
         self.csv = csv
-        self.muni_lang = np.array(
-            [{"nl": 0, "fr": 1, "bi": 2}[m[2]] for m in _MUNICIPALITIES], dtype=np.int8
-        )
+        self.muni_lang = np.array([{"nl": 0, "fr": 1, "bi": 2}[m[2]] for m in _MUNICIPALITIES], dtype=np.int8)
         w = np.array([m[3] for m in _MUNICIPALITIES], dtype=float)
         self.muni_p = w / w.sum()
         self.nis = pa.array([m[0] for m in _MUNICIPALITIES], pa.string())
@@ -207,8 +211,10 @@ class _Dicts:
         self.sex = pa.array(["F", "M"], pa.string())
         self.dates = _DATE_TEXT
         if csv:
-            for name in ("nis", "postal", "street", "last", "first", "nat", "civil", "house", "box", "sex", "dates"):
-                setattr(self, name, _csv_field(getattr(self, name)))
+            for name, values in vars(self).items():
+                if isinstance(values, pa.Array):
+                    setattr(self, name, _csv_field(values))
+
 
 # --------------------------------------------------------------------------------------------------
 # Identifiers
@@ -248,22 +254,25 @@ def _insz(birth_day: np.ndarray, serial: np.ndarray) -> np.ndarray:
     return base9 * 100 + insz_check_digits(base9, birth_day >= _Y2000)
 
 
-def _unique_ids(rng: np.random.Generator, n: int, lo: int, hi: int, power: float) -> tuple[np.ndarray, np.ndarray]:
+def _unique_ids(
+    rng: np.random.Generator, n: int, lo: int, hi: int, power: float
+) -> tuple[np.ndarray, np.ndarray]:
     """n distinct (birth_day, serial) pairs with birth_day in [lo, hi], in random order."""
     span = hi - lo + 1
     if n > span * _SERIALS // 2:
         raise ValueError(f"cannot draw {n} distinct national numbers from {span} birth days")
-    keys = np.empty(0, dtype=np.int64)
-    while len(keys) < n:
-        m = int((n - len(keys)) * 1.1) + 64
+    # Mark drawn (day, serial) keys in a bitmap of the whole key space: no sorting, and the result does
+    # not depend on the order of the draws. Then take n of the distinct keys in random order.
+    seen = np.zeros(span * 1000, dtype=bool)
+    found = 0
+    while found < n:
+        m = int((n - found) * 1.2) + 64
         # u ** power with power < 1 puts more weight on recent birth dates (younger population)
         days = np.minimum((span * rng.random(m) ** power).astype(np.int64), span - 1)
-        draw = days * 1000 + rng.integers(1, _SERIALS + 1, m)
-        combined = np.concatenate([keys, draw])
-        _, first = np.unique(combined, return_index=True)
-        first.sort()  # keep draw order, so the row order stays random
-        keys = combined[first]
-    keys = keys[:n]
+        seen[days * 1000 + rng.integers(1, _SERIALS + 1, m)] = True
+        found = int(np.count_nonzero(seen))
+    distinct = np.flatnonzero(seen)
+    keys = distinct[rng.choice(len(distinct), n, replace=False)]
     return (keys // 1000 + lo).astype(np.int32), (keys % 1000).astype(np.int16)
 
 
@@ -349,45 +358,13 @@ def _pick(rng: np.random.Generator, eligible: np.ndarray, taken: np.ndarray, k: 
     return idx
 
 
-def _day2(rng: np.random.Generator, p1: _Persons, change_rate: float) -> _Persons:
-    n = len(p1)
-    p = p1.slice(0, n)
-    p = _Persons(**{k: v.copy() for k, v in vars(p).items()})
-    alive = p.death_day == _NO_DATE
-    taken = np.zeros(n, dtype=bool)
-    n_upd = round(n * change_rate)
-    n_move = round(n_upd * _MOVE_SHARE)
-    n_civil = round(n_upd * _CIVIL_SHARE)
-    n_death = n_upd - n_move - n_civil
-    age = _age(p.birth_day, _DAY1)
-
-    # Deaths first (mostly among the elderly), then civil-status changes (adults), then moves.
-    death = _pick(rng, alive & (age >= 65), taken, n_death)
-    if len(death) < n_death:
-        death = np.concatenate([death, _pick(rng, alive, taken, n_death - len(death))])
-    p.death_day[death] = rng.integers(_DEATH2_LO, _DEATH2_HI + 1, len(death))
-
-    civil = _pick(rng, alive & (age >= 18), taken, n_civil)
-    p.civil[civil] = _CIVIL_NEXT[p.civil[civil], rng.integers(0, 2, len(civil))]
-
-    move = _pick(rng, alive, taken, n_move)
-    m = len(_MUNICIPALITIES)
-    p.muni[move] = (p.muni[move] + rng.integers(1, m, len(move))) % m  # always a different municipality
-    p.street[move], p.house[move], p.box[move] = _address(rng, p.muni[move])
-
-    emigrated = _pick(rng, alive, taken, round(n * _DELETE_RATE))
-    keep = np.ones(n, dtype=bool)
-    keep[emigrated] = False
-    p = p.take(np.flatnonzero(keep))
-
-    # Newborns: born in 2025, so their national numbers use the 2000-or-later rule.
-    nb = round(n * _INSERT_RATE)
+def _newborns(rng: np.random.Generator, nb: int) -> _Persons:
+    """Persons born in 2025 (so their national numbers use the 2000-or-later rule)."""
     birth_day, serial = _unique_ids(rng, nb, _NEWBORN_LO, _NEWBORN_HI, 1.0)
-    male = (serial % 2).astype(bool)
-    fn1, fn2, fn3 = _first_names(rng, male, 0.5, 0.1)
-    muni = rng.choice(m, nb, p=_D.muni_p).astype(np.int8)
+    fn1, fn2, fn3 = _first_names(rng, (serial % 2).astype(bool), 0.5, 0.1)
+    muni = rng.choice(len(_MUNICIPALITIES), nb, p=_D.muni_p).astype(np.int8)
     street, house, box = _address(rng, muni)
-    babies = _Persons(
+    return _Persons(
         birth_day=birth_day,
         serial=serial,
         last=rng.choice(len(_LAST_NAMES), nb, p=_D.last_p).astype(np.int16),
@@ -402,8 +379,38 @@ def _day2(rng: np.random.Generator, p1: _Persons, change_rate: float) -> _Person
         civil=np.zeros(nb, dtype=np.int8),
         death_day=np.full(nb, _NO_DATE, dtype=np.int32),
     )
-    p = _Persons.concat(p, babies)
-    return p.take(rng.permutation(len(p)))
+
+
+def _day2(rng: np.random.Generator, p1: _Persons, change_rate: float) -> _Persons:
+    n = len(p1)
+    nb = round(n * _INSERT_RATE)
+    p = _Persons.concat(p1, _newborns(rng, nb))  # a copy: day 1 rows first, then the births
+    alive = p1.death_day == _NO_DATE
+    age = _age(p1.birth_day, _DAY1)
+    taken = np.zeros(n, dtype=bool)
+    n_upd = round(n * change_rate)
+    n_move = round(n_upd * _MOVE_SHARE)
+    n_civil = round(n_upd * _CIVIL_SHARE)
+    n_death = n_upd - n_move - n_civil
+
+    # Deaths first (mostly among the elderly), then civil-status changes (adults), moves, emigration.
+    death = _pick(rng, alive & (age >= 65), taken, n_death)
+    if len(death) < n_death:
+        death = np.concatenate([death, _pick(rng, alive, taken, n_death - len(death))])
+    p.death_day[death] = rng.integers(_DEATH2_LO, _DEATH2_HI + 1, len(death))
+
+    civil = _pick(rng, alive & (age >= 18), taken, n_civil)
+    p.civil[civil] = _CIVIL_NEXT[p.civil[civil], rng.integers(0, 2, len(civil))]
+
+    move = _pick(rng, alive, taken, n_move)
+    m = len(_MUNICIPALITIES)
+    p.muni[move] = (p.muni[move] + rng.integers(1, m, len(move))) % m  # always a different municipality
+    p.street[move], p.house[move], p.box[move] = _address(rng, p.muni[move])
+
+    emigrated = _pick(rng, alive, taken, round(n * _DELETE_RATE))
+    keep = np.ones(n + nb, dtype=bool)
+    keep[emigrated] = False
+    return p.take(rng.permutation(np.flatnonzero(keep)))  # shuffled row order
 
 
 def _generate(rows: int, seed: int, change_rate: float) -> tuple[_Persons, _Persons]:
@@ -465,9 +472,7 @@ def _table(p: _Persons, d: _Dicts) -> pa.Table:
     return pa.Table.from_arrays(arrays, names=list(COLUMNS))
 
 
-def persons_pair(
-    rows: int, *, seed: int = 1, change_rate: float = 0.005
-) -> tuple[pa.Table, pa.Table]:
+def persons_pair(rows: int, *, seed: int = 1, change_rate: float = 0.005) -> tuple[pa.Table, pa.Table]:
     """Day 1 and day 2 person tables (all columns text, missing values null)."""
     p1, p2 = _generate(rows, seed, change_rate)
     return _table(p1, _D), _table(p2, _D)

@@ -45,60 +45,67 @@ class Findings:
         self.warning_count += count_warnings
 
 
-def normalise_batch(batch: pa.RecordBatch, schema: Schema, first_row: int, findings: Findings) -> pa.RecordBatch:
-    """The batch in schema order with dates as ISO 8601 and identifiers normalised; problems go to findings."""
-    arrays: list[pa.Array] = []
+def normalise_table(table: pa.Table, schema: Schema, findings: Findings) -> pa.Table:
+    """The table in schema order with dates as ISO 8601 and identifiers normalised; problems go to findings."""
+    columns = []
     for col in schema.columns:
-        values = batch.column(col.name)
-        if isinstance(values, pa.ChunkedArray):
-            values = values.combine_chunks()
-        values = _check_column(values, col, first_row, findings)
-        arrays.append(values)
-    return pa.RecordBatch.from_arrays(arrays, names=list(schema.column_names))
+        chunks, offset = [], 0
+        for chunk in table.column(col.name).chunks:
+            chunks.append(_check_column(chunk, col, offset, findings))
+            offset += len(chunk)
+        columns.append(pa.chunked_array(chunks, type=pa.string()))
+    return pa.Table.from_arrays(columns, names=list(schema.column_names))
 
 
 def _report(
-    values: pa.Array, bad: np.ndarray, col: Column, first_row: int, findings: Findings, reason: str, severity: str
+    values: pa.Array, bad: np.ndarray, col: Column, offset: int, findings: Findings, reason: str, severity: str
 ) -> None:
     idx = np.flatnonzero(bad)
     if not len(idx):
         return
     sample = idx[: findings.limit]
     raw = values.take(pa.array(sample)).to_pylist()
-    problems = [Problem(first_row + int(i), col.name, v, reason, severity) for i, v in zip(sample, raw, strict=True)]
+    problems = [Problem(offset + int(i), col.name, v, reason, severity) for i, v in zip(sample, raw, strict=True)]
     n = len(idx)
     findings.add(problems, n if severity == "error" else 0, n if severity == "warning" else 0)
 
 
-def _check_column(values: pa.Array, col: Column, first_row: int, findings: Findings) -> pa.Array:
+def _check_column(values: pa.Array, col: Column, offset: int, findings: Findings) -> pa.Array:
     present = pc.is_valid(values).to_numpy(zero_copy_only=False)
     if not col.nullable:
-        _report(values, ~present, col, first_row, findings, "a value is required", "error")
+        _report(values, ~present, col, offset, findings, "a value is required", "error")
     if col.type == "date":
         assert col.date_format is not None
-        values = _parse_dates(values, present, col, first_row, findings)
+        values = _parse_dates(values, col, offset, findings)
     elif col.type == "integer":
         bad = present & ~pc.fill_null(pc.match_substring_regex(values, r"^-?[0-9]+$"), False).to_numpy(
             zero_copy_only=False
         )
-        _report(values, bad, col, first_row, findings, "not an integer", "error")
+        _report(values, bad, col, offset, findings, "not an integer", "error")
     if col.validator:
         normalised, bad = validator_for(col.validator, col.pattern)(values)
         severity = "warning" if col.on_invalid == "warn" else "error"
-        _report(values, bad, col, first_row, findings, f"fails the {col.validator} check", severity)
+        _report(values, bad, col, offset, findings, f"fails the {col.validator} check", severity)
         values = normalised
     return values
 
 
-def _parse_dates(values: pa.Array, present: np.ndarray, col: Column, first_row: int, findings: Findings) -> pa.Array:
-    """Parse with the column's explicit format; a value that does not print back identically is refused."""
+def _parse_dates(values: pa.Array, col: Column, offset: int, findings: Findings) -> pa.Array:
+    """Parse with the column's explicit format; a value that does not print back identically is refused.
+
+    Registers hold few distinct dates, so each distinct value is parsed once.
+    """
     fmt = col.date_format or ISO_DATE
-    parsed = pc.strptime(values, format=fmt, unit="s", error_is_null=True)
-    back = pc.strftime(parsed, format=fmt)
-    same = pc.fill_null(pc.equal(back, values), False).to_numpy(zero_copy_only=False)
-    bad = present & ~same
-    _report(values, bad, col, first_row, findings, f"not a date in the format {fmt}", "error")
+    encoded = pc.dictionary_encode(values)
+    if len(encoded.dictionary) == 0:
+        return values
+    distinct, indices = encoded.dictionary, encoded.indices
+    parsed = pc.strptime(distinct, format=fmt, unit="s", error_is_null=True)
+    same = pc.fill_null(pc.equal(pc.strftime(parsed, format=fmt), distinct), False).to_numpy(zero_copy_only=False)
+    present = pc.is_valid(indices).to_numpy(zero_copy_only=False)
+    bad = present & ~same[pc.fill_null(indices, 0).to_numpy(zero_copy_only=False)]
+    _report(values, bad, col, offset, findings, f"not a date in the format {fmt}", "error")
     if fmt == ISO_DATE:
         return values
-    iso = pc.strftime(parsed, format=ISO_DATE)
-    return pc.if_else(pa.array(bad), values, iso)
+    iso = pc.if_else(pa.array(same), pc.strftime(parsed, format=ISO_DATE), distinct)
+    return iso.take(indices)
