@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Date, DateTime, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -57,3 +69,78 @@ class ChangeSet(Base):
     def counts(self) -> dict[str, int]:
         """Rows per operation, as `{"I": n, "U": n, "D": n}`."""
         return {"I": self.inserts, "U": self.updates, "D": self.deletes}
+
+
+class Subscriber(Base):
+    """An agency with an FTPS account and delivery preferences; its code is its FTPS user name."""
+
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(256))
+    email: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    format: Mapped[str] = mapped_column(String(8), default="csv")
+    compression: Mapped[str] = mapped_column(String(8), default="gzip")
+    csv_delimiter: Mapped[str] = mapped_column(String(4), default=";")
+    file_name_template: Mapped[str] = mapped_column(String(256))
+    # Only a salted scrypt hash, never the password; None until `subscriber passwd` sets one.
+    password_hash: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    password_expires: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    cert_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    allow_ip: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Grant(Base):
+    """One authorisation of a subscriber on a dataset; revoked grants stay, for the auditor."""
+
+    __tablename__ = "grants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"), index=True)
+    dataset: Mapped[str] = mapped_column(String(64))
+    # The dataset's schema version when granted: a change set of another version is not packaged under it.
+    schema_version: Mapped[int] = mapped_column(Integer)
+    groups: Mapped[list[str]] = mapped_column(JSON, default=list)
+    fields: Mapped[list[str]] = mapped_column(JSON, default=list)
+    where: Mapped[list[str]] = mapped_column(JSON, default=list)
+    followed_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    valid_from: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    valid_to: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    legal_basis: Mapped[str] = mapped_column(String(256))
+    purpose: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class FollowedKey(Base):
+    """A subject a subscriber follows in a dataset; removal sets `removed_at`, a re-add is a new row."""
+
+    __tablename__ = "followed_keys"
+    __table_args__ = (Index("ix_followed_keys_lookup", "subscriber_id", "dataset", "subject_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"))
+    dataset: Mapped[str] = mapped_column(String(64))
+    subject_key: Mapped[str] = mapped_column(String(64))
+    added_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    removed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class AuditEntry(Base):
+    """One change to subscribers, credentials, grants or followed keys: who, when, what, before/after."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    command: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(String(64))
+    entity: Mapped[str] = mapped_column(String(32))
+    ref: Mapped[str] = mapped_column(String(256))
+    before: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    after: Mapped[dict | None] = mapped_column(JSON, nullable=True)
