@@ -107,10 +107,8 @@ def read_header(source: Source, fmt: InputFormat) -> list[str]:
             text = io.TextIOWrapper(raw, encoding=fmt.encoding, newline="")
             reader = csv.reader(text, delimiter=fmt.delimiter, quotechar=fmt.quote)
             header = next(reader, None)
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{source.label}: line 1: bytes that are not {fmt.encoding}: {exc.reason}") from exc
-    except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
-        raise _container_error(source, exc) or InputError(f"{source.label}: {exc}") from exc
+    except (UnicodeDecodeError, OSError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
+        raise diagnose(source, fmt, None, exc) from exc
     if not header:
         raise InputError(f"{source.label}: the file is empty (no header line)")
     header[0] = header[0].removeprefix("\ufeff")
@@ -208,7 +206,7 @@ def _parquet_table(source: Source, schema: Schema) -> pa.Table:
     return table.cast(pa.schema([(c, pa.string()) for c in schema.column_names]))
 
 
-def diagnose(source: Source, fmt: InputFormat, columns: int, cause: BaseException) -> InputError:
+def diagnose(source: Source, fmt: InputFormat, columns: int | None, cause: BaseException) -> InputError:
     """Re-read a CSV source slowly to say where Arrow's reader failed (line, column, byte)."""
     decoder = codecs.getincrementaldecoder(fmt.encoding)()
     try:
@@ -227,7 +225,7 @@ def diagnose(source: Source, fmt: InputFormat, columns: int, cause: BaseExceptio
             reader = csv.reader(text, delimiter=fmt.delimiter, quotechar=fmt.quote, strict=True)
             start = 1
             for record in reader:
-                if len(record) != columns:
+                if columns is not None and len(record) != columns:
                     return InputError(
                         f"{source.label}: line {start}: expected {columns} fields separated by "
                         f"{fmt.delimiter!r}, found {len(record)}"

@@ -1,0 +1,109 @@
+"""Ingesting snapshot files: values stay exact, a file is registered once, replacing is explicit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import zipfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from mutapub.mutations.errors import Conflict, InputError
+from mutapub.mutations.snapshots import date_from_name, ingest_file, list_snapshots
+from mutapub.mutations.workspace import Workspace
+from tests.mutations.persons_rows import HEADER, insz, row, write
+
+D1, D2 = dt.date(2025, 10, 1), dt.date(2025, 10, 2)
+
+
+def _stored(ws: Workspace, snapshot_id: int) -> list[dict]:
+    snap = next(s for s in list_snapshots(ws) if s.id == snapshot_id)
+    return pq.read_table(ws.path_in(snap.path)).to_pylist()
+
+
+def test_values_stay_exact(sqlite_workspace: Workspace, tmp_path: Path) -> None:
+    zero = insz(7, yymmdd="010203")  # born 2001: the number starts with a zero
+    lines = [
+        row(1, last="NA", street='"Kerkstraat; achterbouw"', box='""'),
+        row(2, last="NULL", street='"Rue ""Haute""\nbis"', box="N/A"),
+        ";".join([zero, "Ölçer", "Zoë", "2001-02-03", "F", "150", "44021", "", "1", "", "9000", "single", ""]),
+    ]
+    path = write(tmp_path / "persons.csv", lines)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # a UTF-8 BOM before the header
+    result = ingest_file(sqlite_workspace, "persons", path, D1)
+    rows = {r["insz"]: r for r in _stored(sqlite_workspace, result.snapshot.id)}
+    assert rows[insz(1)]["last_name"] == "NA" and rows[insz(1)]["street"] == "Kerkstraat; achterbouw"
+    assert rows[insz(1)]["box"] is None  # quoted empty is missing, like empty
+    assert rows[insz(2)]["last_name"] == "NULL" and rows[insz(2)]["box"] == "N/A"
+    assert rows[insz(2)]["street"] == 'Rue "Haute"\nbis'
+    assert rows[zero]["last_name"] == "Ölçer" and rows[zero]["street"] is None and rows[zero]["insz"].startswith("0")
+
+
+def test_compressed_and_parquet_inputs_give_the_same_rows(sqlite_workspace: Workspace, tmp_path: Path) -> None:
+    plain = write(tmp_path / "p.csv", [row(i) for i in range(1, 6)], newline="\r\n")
+    gz = tmp_path / "p.csv.gz"
+    gz.write_bytes(gzip.compress(plain.read_bytes()))
+    zipped = tmp_path / "p.zip"
+    with zipfile.ZipFile(zipped, "w") as zf:
+        zf.write(plain, "persons.csv")
+    parquet = tmp_path / "p.parquet"
+    ids = [ingest_file(sqlite_workspace, "persons", p, dt.date(2025, 10, d)).snapshot.id
+           for d, p in ((1, plain), (2, gz), (3, zipped))]
+    first = _stored(sqlite_workspace, ids[0])
+    pq.write_table(pa.Table.from_pylist(first), parquet)
+    ids.append(ingest_file(sqlite_workspace, "persons", parquet, dt.date(2025, 10, 4)).snapshot.id)
+    assert all(_stored(sqlite_workspace, i) == first for i in ids)
+    assert first[0]["birth_date"] == "1985-07-30"
+
+
+def test_kbo_dates_are_stored_as_iso(sqlite_workspace: Workspace, tmp_path: Path) -> None:
+    path = tmp_path / "enterprise.csv"
+    path.write_text('"EnterpriseNumber","Status","JuridicalSituation","TypeOfEnterprise","JuridicalForm",'
+                    '"JuridicalFormCAC","StartDate"\n"0403170701","AC","000","2","014",,09-08-1960\n')
+    snap = ingest_file(sqlite_workspace, "kbo_enterprise", path, D1).snapshot
+    (stored,) = _stored(sqlite_workspace, snap.id)
+    assert stored["StartDate"] == "1960-08-09"
+    assert stored["EnterpriseNumber"] == "0403.170.701"
+    assert stored["JuridicalFormCAC"] is None
+
+
+def test_same_file_again_changes_nothing(workspace: Workspace, tmp_path: Path) -> None:
+    path = write(tmp_path / "p.csv", [row(1), row(2)])
+    first = ingest_file(workspace, "persons", path, D1)
+    again = ingest_file(workspace, "persons", path, D1)
+    assert (first.status, again.status) == ("registered", "unchanged")
+    assert again.snapshot.id == first.snapshot.id
+    assert len(list_snapshots(workspace)) == 1
+
+
+def test_another_file_for_the_same_date_needs_replace(workspace: Workspace, tmp_path: Path) -> None:
+    one = write(tmp_path / "one.csv", [row(1)])
+    two = write(tmp_path / "two.csv", [row(1), row(2)])
+    ingest_file(workspace, "persons", one, D1)
+    with pytest.raises(Conflict, match="--replace"):
+        ingest_file(workspace, "persons", two, D1)
+    replaced = ingest_file(workspace, "persons", two, D1, replace=True)
+    assert replaced.status == "replaced"
+    assert [s.rows for s in list_snapshots(workspace)] == [2]
+
+
+def test_date_from_the_file_name(sqlite_workspace: Workspace, tmp_path: Path) -> None:
+    assert date_from_name("persons_2025-10-02.csv") == D2
+    assert date_from_name("persons_20251002.csv.gz") == D2
+    assert date_from_name("persons.csv") is None
+    path = write(tmp_path / "persons_20251002.csv", [row(1)])
+    assert ingest_file(sqlite_workspace, "persons", path).snapshot.snapshot_date == D2
+    with pytest.raises(InputError, match="--date"):
+        ingest_file(sqlite_workspace, "persons", write(tmp_path / "persons.csv", [row(1)]))
+
+
+def test_header_may_list_columns_in_any_order(sqlite_workspace: Workspace, tmp_path: Path) -> None:
+    names = HEADER.split(";")
+    values = row(1).split(";")
+    path = tmp_path / "p.csv"
+    path.write_text(";".join(reversed(names)) + "\n" + ";".join(reversed(values)) + "\n")
+    snap = ingest_file(sqlite_workspace, "persons", path, D1).snapshot
+    assert _stored(sqlite_workspace, snap.id)[0]["insz"] == insz(1)
