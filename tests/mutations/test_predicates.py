@@ -78,7 +78,10 @@ def test_parse_errors_name_text_and_position(text: str, message: str, where: str
     [
         ("no_such_column = 'x'", "dataset persons has no column 'no_such_column'"),
         ("no_such_dataset[x = '1'].y = '2'", "unknown dataset 'no_such_dataset'"),
-        ("kbo_address[TypeOfAddress = 'REGO'].Zipcode = '2000'", "is about EntityNumber, not the subject insz"),
+        (
+            "kbo_address[TypeOfAddress = 'REGO'].Zipcode = '2000'",
+            "is about EntityNumber, not the subject insz",
+        ),
         ("vehicles[nope = '1'].plate = '2'", "related dataset vehicles has no column 'nope'"),
     ],
 )
@@ -91,7 +94,8 @@ def test_related_dataset_with_the_same_subject_validator_is_accepted() -> None:
     # vehicles are about holder_insz, persons about insz: both INSZ, so one subject.
     p.compile_where("vehicles[fuel = 'E'].plate is not empty", load_schema("persons"))
     p.compile_where(
-        "kbo_address[TypeOfAddress = 'REGO'].Zipcode between '2000' and '2999'", load_schema("kbo_denomination")
+        "kbo_address[TypeOfAddress = 'REGO'].Zipcode between '2000' and '2999'",
+        load_schema("kbo_denomination"),
     )
 
 
@@ -179,7 +183,9 @@ def _reference(op: str, value: str | None, lits: tuple[str, ...]) -> bool:
 def test_evaluate_matches_row_by_row_reference(
     values: list[str | None], op: str, lits: tuple[str, str], negate: bool
 ) -> None:
-    expr: p.Expr = Compare(ColumnRef("x"), op, () if op == "empty" else lits if op in ("in", "between") else lits[:1])
+    expr: p.Expr = Compare(
+        ColumnRef("x"), op, () if op == "empty" else lits if op in ("in", "between") else lits[:1]
+    )
     if negate:
         expr = Not(expr)
     table = pa.table({"x": pa.array(values, pa.string())})

@@ -395,7 +395,7 @@ def list_all(
         stmt = stmt.where(Grant.dataset == dataset)
     if not include_revoked:
         stmt = stmt.where(Grant.revoked_at.is_(None))
-    return [(g, s) for g, s in session.execute(stmt).tuples()]
+    return [(row[0], row[1]) for row in session.execute(stmt)]
 
 
 def rules(session: Session, code: str, dataset: str | None = None) -> list[GrantRule]:
