@@ -36,7 +36,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if not PG_URL:
         if os.environ.get("CI"):
             pytest.fail("CI must set MUTAPUB_TEST_DATABASE_URL (see .ci/run)")
-        pytest.skip("PostgreSQL tests need MUTAPUB_TEST_DATABASE_URL (e.g. postgresql+psycopg://user@localhost/db)")
+        pytest.skip(
+            "PostgreSQL tests need MUTAPUB_TEST_DATABASE_URL (e.g. postgresql+psycopg://user@localhost/db)"
+        )
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(PG_URL)
     with admin.begin() as conn:
@@ -71,7 +73,9 @@ def sqlite_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     ws.engine.dispose()
 
 
-def run_cli(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, input: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run the real `mutapub` console entry point in a subprocess with the current environment."""
     return subprocess.run(
         [sys.executable, "-m", "mutapub.mutations.cli", *args],

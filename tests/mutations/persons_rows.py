@@ -20,15 +20,27 @@ def insz(serial: int, yymmdd: str = "850730", born_2000: bool = False) -> str:
 def row(serial: int, last: str = "Peeters", street: str = "Kerkstraat", nis: str = "44021", **kw: str) -> str:
     """One persons line, `;`-separated, fields given by keyword override the defaults."""
     fields = {
-        "insz": insz(serial), "last_name": last, "first_names": "Jan", "birth_date": "1985-07-30", "sex": "M",
-        "nationality": "150", "municipality_nis": nis, "street": street, "house_number": "1", "box": "",
-        "postal_code": "9000", "civil_status": "single", "death_date": "",
+        "insz": insz(serial),
+        "last_name": last,
+        "first_names": "Jan",
+        "birth_date": "1985-07-30",
+        "sex": "M",
+        "nationality": "150",
+        "municipality_nis": nis,
+        "street": street,
+        "house_number": "1",
+        "box": "",
+        "postal_code": "9000",
+        "civil_status": "single",
+        "death_date": "",
     }
     fields.update(kw)
     return ";".join(fields.values())
 
 
-def write(path: Path, lines: list[str], header: str = HEADER, newline: str = "\n", encoding: str = "utf-8") -> Path:
+def write(
+    path: Path, lines: list[str], header: str = HEADER, newline: str = "\n", encoding: str = "utf-8"
+) -> Path:
     """Write a persons file with a header line."""
     path.write_bytes((newline.join([header, *lines]) + newline).encode(encoding))
     return path

@@ -7,10 +7,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
-from mutapub.mutations.workspace import Workspace
 from tests.conftest import run_cli
 from tests.mutations.persons_rows import HEADER, insz, row, write
+
+from mutapub.mutations.workspace import Workspace
 
 
 def _state(ws: Workspace) -> tuple[str, list[str]]:
@@ -19,7 +19,8 @@ def _state(ws: Workspace) -> tuple[str, list[str]]:
     assert listed.returncode == 0, listed.stderr
     listing = listed.stdout
     files = sorted(
-        str(p.relative_to(ws.home)) for p in ws.home.rglob("*")
+        str(p.relative_to(ws.home))
+        for p in ws.home.rglob("*")
         if p.is_file() and not p.name.startswith("mutapub.db")
     )
     return listing, files
@@ -104,7 +105,9 @@ def test_empty_file_without_header(ws: Workspace, tmp_path: Path) -> None:
 
 
 def test_unparsable_date(ws: Workspace, tmp_path: Path) -> None:
-    path = write(tmp_path / "dates.csv", [row(3), row(4, birth_date="1985-02-30"), row(6, birth_date="30/07/1985")])
+    path = write(
+        tmp_path / "dates.csv", [row(3), row(4, birth_date="1985-02-30"), row(6, birth_date="30/07/1985")]
+    )
     _refused(ws, path, "2 invalid value(s)", "line 3, column birth_date: '1985-02-30'", "line 4", "%Y-%m-%d")
 
 

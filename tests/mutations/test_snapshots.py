@@ -10,11 +10,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from tests.mutations.persons_rows import HEADER, insz, row, write
 
 from mutapub.mutations.errors import Conflict, InputError
 from mutapub.mutations.snapshots import date_from_name, ingest_file, list_snapshots
 from mutapub.mutations.workspace import Workspace
-from tests.mutations.persons_rows import HEADER, insz, row, write
 
 D1, D2 = dt.date(2025, 10, 1), dt.date(2025, 10, 2)
 
@@ -29,7 +29,9 @@ def test_values_stay_exact(sqlite_workspace: Workspace, tmp_path: Path) -> None:
     lines = [
         row(1, last="NA", street='"Kerkstraat; achterbouw"', box='""'),
         row(2, last="NULL", street='"Rue ""Haute""\nbis"', box="N/A"),
-        ";".join([zero, "Ölçer", "Zoë", "2001-02-03", "F", "150", "44021", "", "1", "", "9000", "single", ""]),
+        ";".join(
+            [zero, "Ölçer", "Zoë", "2001-02-03", "F", "150", "44021", "", "1", "", "9000", "single", ""]
+        ),
     ]
     path = write(tmp_path / "persons.csv", lines)
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # a UTF-8 BOM before the header
@@ -39,10 +41,16 @@ def test_values_stay_exact(sqlite_workspace: Workspace, tmp_path: Path) -> None:
     assert rows[insz(1)]["box"] is None  # quoted empty is missing, like empty
     assert rows[insz(2)]["last_name"] == "NULL" and rows[insz(2)]["box"] == "N/A"
     assert rows[insz(2)]["street"] == 'Rue "Haute"\nbis'
-    assert rows[zero]["last_name"] == "Ölçer" and rows[zero]["street"] is None and rows[zero]["insz"].startswith("0")
+    assert (
+        rows[zero]["last_name"] == "Ölçer"
+        and rows[zero]["street"] is None
+        and rows[zero]["insz"].startswith("0")
+    )
 
 
-def test_compressed_and_parquet_inputs_give_the_same_rows(sqlite_workspace: Workspace, tmp_path: Path) -> None:
+def test_compressed_and_parquet_inputs_give_the_same_rows(
+    sqlite_workspace: Workspace, tmp_path: Path
+) -> None:
     plain = write(tmp_path / "p.csv", [row(i) for i in range(1, 6)], newline="\r\n")
     gz = tmp_path / "p.csv.gz"
     gz.write_bytes(gzip.compress(plain.read_bytes()))
@@ -50,8 +58,10 @@ def test_compressed_and_parquet_inputs_give_the_same_rows(sqlite_workspace: Work
     with zipfile.ZipFile(zipped, "w") as zf:
         zf.write(plain, "persons.csv")
     parquet = tmp_path / "p.parquet"
-    ids = [ingest_file(sqlite_workspace, "persons", p, dt.date(2025, 10, d)).snapshot.id
-           for d, p in ((1, plain), (2, gz), (3, zipped))]
+    ids = [
+        ingest_file(sqlite_workspace, "persons", p, dt.date(2025, 10, d)).snapshot.id
+        for d, p in ((1, plain), (2, gz), (3, zipped))
+    ]
     first = _stored(sqlite_workspace, ids[0])
     pq.write_table(pa.Table.from_pylist(first), parquet)
     ids.append(ingest_file(sqlite_workspace, "persons", parquet, dt.date(2025, 10, 4)).snapshot.id)
@@ -61,8 +71,10 @@ def test_compressed_and_parquet_inputs_give_the_same_rows(sqlite_workspace: Work
 
 def test_kbo_dates_are_stored_as_iso(sqlite_workspace: Workspace, tmp_path: Path) -> None:
     path = tmp_path / "enterprise.csv"
-    path.write_text('"EnterpriseNumber","Status","JuridicalSituation","TypeOfEnterprise","JuridicalForm",'
-                    '"JuridicalFormCAC","StartDate"\n"0403170701","AC","000","2","014",,09-08-1960\n')
+    path.write_text(
+        '"EnterpriseNumber","Status","JuridicalSituation","TypeOfEnterprise","JuridicalForm",'
+        '"JuridicalFormCAC","StartDate"\n"0403170701","AC","000","2","014",,09-08-1960\n'
+    )
     snap = ingest_file(sqlite_workspace, "kbo_enterprise", path, D1).snapshot
     (stored,) = _stored(sqlite_workspace, snap.id)
     assert stored["StartDate"] == "1960-08-09"

@@ -41,7 +41,9 @@ def test_insz_fast_and_slow_paths_agree() -> None:
 
 
 def test_kbo_numbers_are_normalised_to_the_dotted_form() -> None:
-    values, invalid = kbo_number(pa.array(["0403170701", "0403.170.701", "2.004.869.739", "2004869739", None]))
+    values, invalid = kbo_number(
+        pa.array(["0403170701", "0403.170.701", "2.004.869.739", "2004869739", None])
+    )
     assert values.to_pylist() == ["0403.170.701", "0403.170.701", "2.004.869.739", "2.004.869.739", None]
     assert not invalid.any()
 

@@ -28,7 +28,9 @@ class DiffResult:
     created: bool
 
 
-def _pick_pair(session: Session, dataset: str, from_id: int | None, to_id: int | None) -> tuple[Snapshot, Snapshot]:
+def _pick_pair(
+    session: Session, dataset: str, from_id: int | None, to_id: int | None
+) -> tuple[Snapshot, Snapshot]:
     if (from_id is None) != (to_id is None):
         raise InputError("give both --from and --to, or neither (the two latest snapshots)")
     if from_id is not None and to_id is not None:
@@ -46,7 +48,9 @@ def _pick_pair(session: Session, dataset: str, from_id: int | None, to_id: int |
     ).all()
     if len(latest) < 2:
         have = "no snapshot" if not latest else f"only one snapshot ({latest[0].snapshot_date})"
-        raise NotFound(f"{dataset} has {have}: a change set needs two; ingest another with `mutapub snapshot ingest`")
+        raise NotFound(
+            f"{dataset} has {have}: a change set needs two; ingest another with `mutapub snapshot ingest`"
+        )
     return latest[1], latest[0]
 
 
@@ -68,7 +72,9 @@ def compute(ws: Workspace, dataset: str, from_id: int | None = None, to_id: int 
             return DiffResult(done, created=False)
     for snap in (old, new):
         _check_version(snap, schema)
-    changes = engine.diff_files(ws.path_in(old.path), ws.path_in(new.path), schema, ws.staging_dir / "duckdb-spill")
+    changes = engine.diff_files(
+        ws.path_in(old.path), ws.path_in(new.path), schema, ws.staging_dir / "duckdb-spill"
+    )
     final = ws.changesets_dir / dataset / f"{old.id}-{new.id}.parquet"
     final.parent.mkdir(parents=True, exist_ok=True)
     ws.staging_dir.mkdir(parents=True, exist_ok=True)
@@ -83,8 +89,15 @@ def compute(ws: Workspace, dataset: str, from_id: int | None = None, to_id: int 
         tmp.unlink(missing_ok=True)
     n = engine.counts(changes)
     cs = ChangeSet(
-        dataset=dataset, from_snapshot_id=old.id, to_snapshot_id=new.id, inserts=n["I"], updates=n["U"],
-        deletes=n["D"], path=ws.relative(final), sha256=sha, schema_version=schema.version,
+        dataset=dataset,
+        from_snapshot_id=old.id,
+        to_snapshot_id=new.id,
+        inserts=n["I"],
+        updates=n["U"],
+        deletes=n["D"],
+        path=ws.relative(final),
+        sha256=sha,
+        schema_version=schema.version,
     )
     with ws.sessions() as session, session.begin():
         already = find(session, old.id, new.id)

@@ -83,10 +83,10 @@ def merge_settings(file_values: Mapping[str, Any], environ: Mapping[str, str], *
     for name, raw in environ.items():
         if not name.startswith("MUTAPUB_") or name in _NOT_SETTINGS:
             continue
-        section, key = _split_env_name(name)
-        if section is None:
+        env_section, key = _split_env_name(name)
+        if env_section is None:
             continue
-        merged[section][key] = _typed(section, key, _parse_env(raw, DEFAULTS[section][key]), name)
+        merged[env_section][key] = _typed(env_section, key, _parse_env(raw, DEFAULTS[env_section][key]), name)
     return merged
 
 

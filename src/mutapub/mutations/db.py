@@ -86,4 +86,6 @@ def check_current(engine: Engine) -> None:
         url = engine.url.render_as_string()
         raise ConfigError(f"the database {url} is empty: run `mutapub init` or `mutapub db upgrade`")
     if current != head:
-        raise ConfigError(f"the database is at revision {current}, this mutapub needs {head}: run `mutapub db upgrade`")
+        raise ConfigError(
+            f"the database is at revision {current}, this mutapub needs {head}: run `mutapub db upgrade`"
+        )

@@ -34,7 +34,8 @@ def _sql(schema: Schema, old: str, new: str) -> str:
     on = " AND ".join(f"o.{q(k)} IS NOT DISTINCT FROM n.{q(k)}" for k in keys)
     differs = " OR ".join(f"o.{q(c)} IS DISTINCT FROM n.{q(c)}" for c in values) or "false"
     changed = (
-        "list_filter([" + ", ".join(f"CASE WHEN o.{q(c)} IS DISTINCT FROM n.{q(c)} THEN '{c}' END" for c in values)
+        "list_filter(["
+        + ", ".join(f"CASE WHEN o.{q(c)} IS DISTINCT FROM n.{q(c)} THEN '{c}' END" for c in values)
         + "], lambda x: x IS NOT NULL)"
         if values
         else "[]::VARCHAR[]"
@@ -62,8 +63,10 @@ def _candidates_sql(schema: Schema, old: str, new: str) -> str:
     q = duck.quote
     keys, values = schema.key, schema.value_columns
     cols = [q(c) for c in values]
-    fp = f"hash({', '.join(cols)}) AS __h1, hash({', '.join(reversed(cols))}, 'mutapub') AS __h2" if cols else (
-        "0 AS __h1, 0 AS __h2"
+    fp = (
+        f"hash({', '.join(cols)}) AS __h1, hash({', '.join(reversed(cols))}, 'mutapub') AS __h2"
+        if cols
+        else ("0 AS __h1, 0 AS __h2")
     )
     side = ", ".join(q(k) for k in keys)
     on = " AND ".join(f"o.{q(k)} IS NOT DISTINCT FROM n.{q(k)}" for k in keys)

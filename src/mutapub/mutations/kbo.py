@@ -73,9 +73,12 @@ def read_meta(zf: zipfile.ZipFile, label: str) -> KboMeta:
 def _subjects_schema(schema: Schema) -> Schema:
     col = schema.column(schema.subject)
     return Schema(
-        name=f"{schema.name} deletes", version=schema.version,
+        name=f"{schema.name} deletes",
+        version=schema.version,
         columns=(Column(col.name, nullable=False, validator=col.validator),),
-        key=(col.name,), subject=col.name, input_format=schema.input_format,
+        key=(col.name,),
+        subject=col.name,
+        input_format=schema.input_format,
     )
 
 
@@ -124,8 +127,15 @@ def ingest_zip(ws: Workspace, path: Path, *, force: bool = False) -> KboResult:
         with ws.sessions() as session, session.begin():
             for schema, tmp, rows in staged:
                 snap = register(
-                    ws, schema, tmp, snapshot_date=meta.snapshot_date, source=f"{path.absolute()}",
-                    sha256=sha, rows=rows, extract_number=meta.extract_number, session=session,
+                    ws,
+                    schema,
+                    tmp,
+                    snapshot_date=meta.snapshot_date,
+                    source=f"{path.absolute()}",
+                    sha256=sha,
+                    rows=rows,
+                    extract_number=meta.extract_number,
+                    session=session,
                 )
                 results.append(IngestResult(snap, "registered"))
     except BaseException:
@@ -158,7 +168,9 @@ def _apply_update(ws: Workspace, path: Path, table: str, schema: Schema, meta: K
     with ws.sessions() as session:
         latest = latest_snapshot(session, schema.name, before=meta.snapshot_date)
     if latest is None:
-        raise InputError(f"{path}: an update needs a previous snapshot of {schema.name}: ingest a full extract first")
+        raise InputError(
+            f"{path}: an update needs a previous snapshot of {schema.name}: ingest a full extract first"
+        )
     deletes = _read_member(path, f"{table}_delete.csv", _subjects_schema(schema)).column(0)
     inserts = _read_member(path, f"{table}_insert.csv", schema)
     old = pq.read_table(ws.path_in(latest.path))

@@ -69,7 +69,9 @@ def _single_member(path: Path) -> str:
     except zipfile.BadZipFile as exc:
         raise InputError(f"{path}: truncated or corrupt zip: {exc}") from exc
     if len(names) != 1:
-        raise InputError(f"{path}: a zip must hold exactly one file, found {len(names)}: {', '.join(names[:5])}")
+        raise InputError(
+            f"{path}: a zip must hold exactly one file, found {len(names)}: {', '.join(names[:5])}"
+        )
     return names[0]
 
 
@@ -154,7 +156,9 @@ def read_table(source: Source, schema: Schema, fmt: InputFormat | None = None) -
         check_header(source, read_header(source, fmt), schema)
         read_opts = pacsv.ReadOptions(block_size=BLOCK_SIZE, encoding=encoding)
     else:
-        read_opts = pacsv.ReadOptions(block_size=BLOCK_SIZE, encoding=encoding, column_names=list(schema.column_names))
+        read_opts = pacsv.ReadOptions(
+            block_size=BLOCK_SIZE, encoding=encoding, column_names=list(schema.column_names)
+        )
     parse_opts = pacsv.ParseOptions(delimiter=fmt.delimiter, quote_char=fmt.quote, newlines_in_values=True)
     convert_opts = pacsv.ConvertOptions(
         column_types={c: pa.string() for c in schema.column_names},
@@ -165,7 +169,9 @@ def read_table(source: Source, schema: Schema, fmt: InputFormat | None = None) -
     )
     try:
         with _arrow_stream(source) as stream:
-            table = pacsv.read_csv(stream, read_options=read_opts, parse_options=parse_opts, convert_options=convert_opts)
+            table = pacsv.read_csv(
+                stream, read_options=read_opts, parse_options=parse_opts, convert_options=convert_opts
+            )
     except InputError:
         raise
     except (pa.ArrowException, OSError, EOFError, zlib.error, UnicodeDecodeError, zipfile.BadZipFile) as exc:

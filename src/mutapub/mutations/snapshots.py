@@ -73,7 +73,12 @@ def ingest_file(
 
 
 def _ingest(
-    ws: Workspace, schema: Schema, path: Path, source: reading.Source, sha: Future[str], snapshot_date: dt.date,
+    ws: Workspace,
+    schema: Schema,
+    path: Path,
+    source: reading.Source,
+    sha: Future[str],
+    snapshot_date: dt.date,
     replace: bool,
 ) -> IngestResult:
     dataset = schema.name
@@ -92,8 +97,14 @@ def _ingest(
     tmp = write_parquet(ws, table, schema)
     try:
         snap = register(
-            ws, schema, tmp, snapshot_date=snapshot_date, source=str(path.absolute()), sha256=sha.result(),
-            rows=table.num_rows, replace=replace,
+            ws,
+            schema,
+            tmp,
+            snapshot_date=snapshot_date,
+            source=str(path.absolute()),
+            sha256=sha.result(),
+            rows=table.num_rows,
+            replace=replace,
         )
     finally:
         tmp.unlink(missing_ok=True)
@@ -126,7 +137,11 @@ def write_parquet(ws: Workspace, table: pa.Table, schema: Schema) -> Path:
     tmp = ws.staging_dir / f"{schema.name}-{uuid.uuid4().hex}.parquet"
     try:
         pq.write_table(
-            table.cast(arrow_schema(schema)), tmp, compression="lz4", use_dictionary=list(schema.value_columns), write_statistics=False,
+            table.cast(arrow_schema(schema)),
+            tmp,
+            compression="lz4",
+            use_dictionary=list(schema.value_columns),
+            write_statistics=False,
             row_group_size=ROW_GROUP,
         )
         with open(tmp, "rb") as fh:
@@ -178,7 +193,9 @@ def check_unique(table: pa.Table, schema: Schema, source: reading.Source) -> Non
     try:
         rows = pa.array(np.arange(table.num_rows, dtype=np.int64))
         con.register("snapshot", table.select(list(schema.key)).append_column("__row", rows))
-        has_dup = con.execute(f"SELECT 1 FROM snapshot GROUP BY {keys} HAVING count(*) > 1 LIMIT 1").fetchone()
+        has_dup = con.execute(
+            f"SELECT 1 FROM snapshot GROUP BY {keys} HAVING count(*) > 1 LIMIT 1"
+        ).fetchone()
         if not has_dup:
             return
         dup = con.execute(
@@ -191,13 +208,17 @@ def check_unique(table: pa.Table, schema: Schema, source: reading.Source) -> Non
     total = dup[0][0]
     found = reading.locate_rows(source, schema.input_format, [r[1] for r in dup])
     items = [
-        f"  {_where(source, found.get(r[1]))}: " + ", ".join(f"{k}={v!r}" for k, v in zip(schema.key, r[2:], strict=True))
+        f"  {_where(source, found.get(r[1]))}: "
+        + ", ".join(f"{k}={v!r}" for k, v in zip(schema.key, r[2:], strict=True))
         for r in dup
     ]
     raise InputError(
         "\n".join(
-            [f"{source.label}: {total} rows share their key with another row (key: {', '.join(schema.key)}); "
-             f"nothing registered; first {len(items)}:", *items]
+            [
+                f"{source.label}: {total} rows share their key with another row (key: {', '.join(schema.key)}); "
+                f"nothing registered; first {len(items)}:",
+                *items,
+            ]
         )
     )
 
@@ -254,8 +275,14 @@ def register(
     final.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, final)
     snap = Snapshot(
-        dataset=schema.name, snapshot_date=snapshot_date, source=source, sha256=sha256, rows=rows,
-        path=ws.relative(final), schema_version=schema.version, extract_number=extract_number,
+        dataset=schema.name,
+        snapshot_date=snapshot_date,
+        source=source,
+        sha256=sha256,
+        rows=rows,
+        path=ws.relative(final),
+        schema_version=schema.version,
+        extract_number=extract_number,
     )
     own = session is None
     s = session or ws.sessions()

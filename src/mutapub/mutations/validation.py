@@ -58,14 +58,22 @@ def normalise_table(table: pa.Table, schema: Schema, findings: Findings) -> pa.T
 
 
 def _report(
-    values: pa.Array, bad: np.ndarray, col: Column, offset: int, findings: Findings, reason: str, severity: str
+    values: pa.Array,
+    bad: np.ndarray,
+    col: Column,
+    offset: int,
+    findings: Findings,
+    reason: str,
+    severity: str,
 ) -> None:
     idx = np.flatnonzero(bad)
     if not len(idx):
         return
     sample = idx[: findings.limit]
     raw = values.take(pa.array(sample)).to_pylist()
-    problems = [Problem(offset + int(i), col.name, v, reason, severity) for i, v in zip(sample, raw, strict=True)]
+    problems = [
+        Problem(offset + int(i), col.name, v, reason, severity) for i, v in zip(sample, raw, strict=True)
+    ]
     n = len(idx)
     findings.add(problems, n if severity == "error" else 0, n if severity == "warning" else 0)
 
@@ -101,7 +109,9 @@ def _parse_dates(values: pa.Array, col: Column, offset: int, findings: Findings)
         return values
     distinct, indices = encoded.dictionary, encoded.indices
     parsed = pc.strptime(distinct, format=fmt, unit="s", error_is_null=True)
-    same = pc.fill_null(pc.equal(pc.strftime(parsed, format=fmt), distinct), False).to_numpy(zero_copy_only=False)
+    same = pc.fill_null(pc.equal(pc.strftime(parsed, format=fmt), distinct), False).to_numpy(
+        zero_copy_only=False
+    )
     present = pc.is_valid(indices).to_numpy(zero_copy_only=False)
     bad = present & ~same[pc.fill_null(indices, 0).to_numpy(zero_copy_only=False)]
     _report(values, bad, col, offset, findings, f"not a date in the format {fmt}", "error")

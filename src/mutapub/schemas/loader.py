@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
-
 TYPES = ("string", "code", "integer", "date")
 VALIDATORS = ("insz", "kbo_number", "regex")
 
@@ -71,7 +70,9 @@ class Schema:
         for c in self.columns:
             if c.name == name:
                 return c
-        raise SchemaError(f"dataset {self.name} has no column {name!r} (columns: {', '.join(self.column_names)})")
+        raise SchemaError(
+            f"dataset {self.name} has no column {name!r} (columns: {', '.join(self.column_names)})"
+        )
 
 
 def dataset_names() -> list[str]:
@@ -130,7 +131,9 @@ def _column(doc: dict, origin: str) -> Column:
         description=doc.get("description", ""),
     )
     if col.type not in TYPES:
-        raise SchemaError(f"{origin}: column {col.name}: unknown type {col.type!r} (known: {', '.join(TYPES)})")
+        raise SchemaError(
+            f"{origin}: column {col.name}: unknown type {col.type!r} (known: {', '.join(TYPES)})"
+        )
     if col.type == "date" and not col.date_format:
         raise SchemaError(f"{origin}: date column {col.name} needs an explicit input format")
     if col.validator is not None and col.validator not in VALIDATORS:

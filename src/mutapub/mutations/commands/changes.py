@@ -8,8 +8,13 @@ from mutapub.mutations.cli import handle_errors, print_json, print_table
 
 
 def _summary(cs) -> dict:  # type: ignore[no-untyped-def]
-    return {"id": cs.id, "dataset": cs.dataset, "from": cs.from_snapshot_id, "to": cs.to_snapshot_id,
-            "counts": cs.counts}
+    return {
+        "id": cs.id,
+        "dataset": cs.dataset,
+        "from": cs.from_snapshot_id,
+        "to": cs.to_snapshot_id,
+        "counts": cs.counts,
+    }
 
 
 @click.command()
@@ -36,8 +41,10 @@ def diff(dataset: str, from_id: int | None, to_id: int | None, as_json: bool) ->
         return
     state = "computed" if result.created else "already computed"
     c = cs.counts
-    click.echo(f"change set {cs.id} of {dataset} ({state}): snapshots {cs.from_snapshot_id} → {cs.to_snapshot_id}, "
-               f"{c['I']} inserts, {c['U']} updates, {c['D']} deletes")
+    click.echo(
+        f"change set {cs.id} of {dataset} ({state}): snapshots {cs.from_snapshot_id} → {cs.to_snapshot_id}, "
+        f"{c['I']} inserts, {c['U']} updates, {c['D']} deletes"
+    )
 
 
 @click.group()
@@ -63,8 +70,10 @@ def list_(dataset: str | None, as_json: bool) -> None:
     if as_json:
         print_json(rows)
         return
-    print_table([{**r, "I": r["counts"]["I"], "U": r["counts"]["U"], "D": r["counts"]["D"]} for r in rows],
-                ["id", "dataset", "from", "to", "I", "U", "D"])
+    print_table(
+        [{**r, "I": r["counts"]["I"], "U": r["counts"]["U"], "D": r["counts"]["D"]} for r in rows],
+        ["id", "dataset", "from", "to", "I", "U", "D"],
+    )
 
 
 @changes.command()
@@ -95,5 +104,7 @@ def show(change_set_id: int, limit: int | None, as_json: bool) -> None:
         if r["op"] == "U":
             detail = "; ".join(f"{f}: {b!r} → {a!r}" for f, (b, a) in r["changes"].items())
         else:
-            detail = ", ".join(f"{f}={v!r}" for f, v in r["row"].items() if f not in r["key"] and v is not None)
+            detail = ", ".join(
+                f"{f}={v!r}" for f, v in r["row"].items() if f not in r["key"] and v is not None
+            )
         click.echo(f"{r['op']} {key}  {detail}")

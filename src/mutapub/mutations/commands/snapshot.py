@@ -18,9 +18,17 @@ def snapshot() -> None:
 @snapshot.command()
 @click.argument("dataset")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--date", "snapshot_date", type=click.DateTime(["%Y-%m-%d"]), help="Snapshot date (YYYY-MM-DD); "
-              "required unless the file name carries one.")
-@click.option("--replace", is_flag=True, help="Replace the snapshot of that date (only while nothing was published from it).")
+@click.option(
+    "--date",
+    "snapshot_date",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="Snapshot date (YYYY-MM-DD); required unless the file name carries one.",
+)
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Replace the snapshot of that date (only while nothing was published from it).",
+)
 @handle_errors
 def ingest(dataset: str, path: Path, snapshot_date: dt.datetime | None, replace: bool) -> None:
     """Validate a snapshot file (CSV, .csv.gz, .zip or Parquet) and register it.
@@ -38,14 +46,18 @@ def ingest(dataset: str, path: Path, snapshot_date: dt.datetime | None, replace:
         click.echo(f"warning: {line}" if not line.startswith(" ") else line, err=True)
     s = result.snapshot
     if result.status == "unchanged":
-        click.echo(f"{dataset} {s.snapshot_date}: already ingested as snapshot {s.id} (same file), nothing changed")
+        click.echo(
+            f"{dataset} {s.snapshot_date}: already ingested as snapshot {s.id} (same file), nothing changed"
+        )
     else:
         click.echo(f"{dataset} {s.snapshot_date}: snapshot {s.id} {result.status}, {s.rows} rows")
 
 
 @snapshot.command("ingest-kbo")
 @click.argument("zip_path", metavar="ZIP", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--force", is_flag=True, help="Accept an update whose extract number does not follow the latest.")
+@click.option(
+    "--force", is_flag=True, help="Accept an update whose extract number does not follow the latest."
+)
 @handle_errors
 def ingest_kbo(zip_path: Path, force: bool) -> None:
     """Ingest a KBO Open Data full or update ZIP: one snapshot per KBO table.
@@ -59,8 +71,10 @@ def ingest_kbo(zip_path: Path, force: bool) -> None:
 
     ws = open_workspace()
     result = ingest_zip(ws, zip_path, force=force)
-    click.echo(f"KBO extract {result.meta.extract_number} ({result.meta.extract_type}), "
-               f"snapshot date {result.meta.snapshot_date}:")
+    click.echo(
+        f"KBO extract {result.meta.extract_number} ({result.meta.extract_type}), "
+        f"snapshot date {result.meta.snapshot_date}:"
+    )
     for r in result.tables:
         s = r.snapshot
         what = "unchanged (already ingested)" if r.status == "unchanged" else f"snapshot {s.id} {r.status}"
@@ -82,8 +96,14 @@ def list_(dataset: str | None, as_json: bool) -> None:
     from mutapub.mutations.workspace import open_workspace
 
     rows = [
-        {"id": s.id, "dataset": s.dataset, "date": s.snapshot_date.isoformat(), "rows": s.rows,
-         "source": s.source, "sha256": s.sha256}
+        {
+            "id": s.id,
+            "dataset": s.dataset,
+            "date": s.snapshot_date.isoformat(),
+            "rows": s.rows,
+            "source": s.source,
+            "sha256": s.sha256,
+        }
         for s in list_snapshots(open_workspace(), dataset)
     ]
     if as_json:
