@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mutapub.mutations import duck, reading
+from mutapub.mutations import reading
 from mutapub.mutations.errors import Conflict, InputError, NotFound
 from mutapub.mutations.models import ChangeSet, Snapshot
 from mutapub.mutations.validation import Findings, Problem, normalise_table
@@ -188,16 +189,15 @@ def _warnings(source: reading.Source, schema: Schema, findings: Findings) -> lis
 
 def check_unique(table: pa.Table, schema: Schema, source: reading.Source) -> None:
     """InputError listing the first ten rows whose key another row has, and how many there are."""
+    if len(schema.key) == 1 and len(pc.unique(table.column(schema.key[0]))) == table.num_rows:
+        return  # the usual case, settled by one hash pass over the key column
+    from mutapub.mutations import duck  # DuckDB only for composite keys and for reporting duplicates
+
     keys = ", ".join(duck.quote(k) for k in schema.key)
     con = duck.connect()
     try:
         rows = pa.array(np.arange(table.num_rows, dtype=np.int64))
         con.register("snapshot", table.select(list(schema.key)).append_column("__row", rows))
-        has_dup = con.execute(
-            f"SELECT 1 FROM snapshot GROUP BY {keys} HAVING count(*) > 1 LIMIT 1"
-        ).fetchone()
-        if not has_dup:
-            return
         dup = con.execute(
             f"""SELECT count(*) OVER () AS total, __row, {keys}
                 FROM (SELECT *, count(*) OVER (PARTITION BY {keys}) AS n FROM snapshot)
@@ -205,6 +205,8 @@ def check_unique(table: pa.Table, schema: Schema, source: reading.Source) -> Non
         ).fetchall()
     finally:
         con.close()
+    if not dup:
+        return
     total = dup[0][0]
     found = reading.locate_rows(source, schema.input_format, [r[1] for r in dup])
     items = [

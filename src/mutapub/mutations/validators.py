@@ -32,14 +32,19 @@ def _fixed_width_digits(values: pa.Array, width: int) -> np.ndarray | None:
     if offsets[-1] - offsets[0] != width * len(values) or not (np.diff(offsets) == width).all():
         return None
     raw = np.frombuffer(data_buf, dtype=np.uint8)[offsets[0] : offsets[-1]].reshape(-1, width)
-    digits = raw.astype(np.int64) - ord("0")
-    if ((digits < 0) | (digits > 9)).any():
+    digits = raw - np.uint8(ord("0"))  # one byte per digit; a non-digit wraps to a value above 9
+    if (digits > 9).any():
         return None
     return digits
 
 
 def _number(digits: np.ndarray) -> np.ndarray:
-    return digits @ (10 ** np.arange(digits.shape[1] - 1, -1, -1, dtype=np.int64))
+    """The integers spelled by rows of digits, accumulated column by column to keep memory flat."""
+    out = np.zeros(digits.shape[0], dtype=np.int64)
+    for i in range(digits.shape[1]):
+        out *= 10
+        out += digits[:, i]
+    return out
 
 
 def insz(values: pa.Array) -> tuple[pa.Array, np.ndarray]:
