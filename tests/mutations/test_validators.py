@@ -58,3 +58,38 @@ def test_normalise_keys_for_operators() -> None:
     ok, bad = normalise_keys("kbo_number", ["0403170701", " 0403.170.701 ", "0403.170.799"])
     assert ok == ["0403.170.701", "0403.170.701"]
     assert bad == ["0403.170.799"]
+
+
+def test_iso_date_fast_path_agrees_with_parsing() -> None:
+    import datetime as dt
+
+    from mutapub.mutations.validators import iso_dates_fast
+
+    samples = [
+        "2024-02-29",
+        "2023-02-29",
+        "1900-02-29",
+        "2000-02-29",
+        "2025-12-31",
+        "2025-13-01",
+        "2025-00-10",
+        "2025-04-31",
+        "2025-04-30",
+        "0000-01-01",
+        "2025/01/01",
+        "20a5-01-01",
+        None,
+    ]
+    fast = iso_dates_fast(pa.array(samples, pa.string()))
+    assert fast is not None
+
+    def invalid(v: str | None) -> bool:
+        if v is None:
+            return False
+        try:
+            return dt.datetime.strptime(v, "%Y-%m-%d").strftime("%Y-%m-%d") != v
+        except ValueError:
+            return True
+
+    assert fast.tolist() == [invalid(v) for v in samples]
+    assert iso_dates_fast(pa.array(["2025-1-1"], pa.string())) is None  # other widths: general path

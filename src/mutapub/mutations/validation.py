@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mutapub.mutations.validators import validator_for
+from mutapub.mutations.validators import iso_dates_fast, validator_for
 from mutapub.schemas import Column, Schema
 
 ISO_DATE = "%Y-%m-%d"
@@ -104,6 +104,11 @@ def _parse_dates(values: pa.Array, col: Column, offset: int, findings: Findings)
     Registers hold few distinct dates, so each distinct value is parsed once.
     """
     fmt = col.date_format or ISO_DATE
+    if fmt == ISO_DATE:
+        fast = iso_dates_fast(values)
+        if fast is not None:
+            _report(values, fast, col, offset, findings, f"not a date in the format {fmt}", "error")
+            return values
     encoded = pc.dictionary_encode(values)
     if len(encoded.dictionary) == 0:
         return values

@@ -38,6 +38,32 @@ def _fixed_width_digits(values: pa.Array, width: int) -> np.ndarray | None:
     return digits
 
 
+def iso_dates_fast(values: pa.Array) -> np.ndarray | None:
+    """Mask of invalid values of a column of `YYYY-MM-DD` dates, read straight from Arrow's buffers;
+    None when some present value is not 10 bytes long (the caller then takes the general path)."""
+    if values.type != pa.string() or not len(values):
+        return None
+    _validity, offsets_buf, data_buf = values.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=np.int32)[values.offset : values.offset + len(values) + 1]
+    widths = np.diff(offsets)
+    present = pc.is_valid(values).to_numpy(zero_copy_only=False)
+    if not ((widths == 10) | (~present & (widths == 0))).all():
+        return None
+    # Missing values take no bytes, so the present ones lie back to back, ten bytes each.
+    chars = np.frombuffer(data_buf, dtype=np.uint8)[offsets[0] : offsets[-1]].reshape(-1, 10)
+    digits = chars - np.uint8(ord("0"))
+    shape_ok = (chars[:, 4] == ord("-")) & (chars[:, 7] == ord("-"))
+    shape_ok &= (np.delete(digits, [4, 7], axis=1) <= 9).all(axis=1)
+    year, month, day = _number(digits[:, 0:4]), _number(digits[:, 5:7]), _number(digits[:, 8:10])
+    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+    month_days = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[np.clip(month, 0, 12)]
+    month_days = month_days + (leap & (month == 2))
+    good = shape_ok & (month >= 1) & (month <= 12) & (day >= 1) & (day <= month_days) & (year >= 1)
+    invalid = np.zeros(len(values), dtype=bool)
+    invalid[present] = ~good
+    return invalid
+
+
 def _number(digits: np.ndarray) -> np.ndarray:
     """The integers spelled by rows of digits, accumulated column by column to keep memory flat."""
     out = np.zeros(digits.shape[0], dtype=np.int64)
