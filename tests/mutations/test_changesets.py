@@ -128,3 +128,22 @@ def test_kbo_update_out_of_sequence_needs_force(workspace: Workspace, tmp_path: 
     assert len(json.loads(run_cli("snapshot", "list", "--json").stdout)) == 7
     assert run_cli("snapshot", "ingest-kbo", str(skipped), "--force").returncode == 0
     assert len(json.loads(run_cli("snapshot", "list", "--json").stdout)) == 14
+
+
+def test_change_sets_are_byte_identical_across_workspaces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import datetime as dt
+
+    from mutapub.mutations.workspace import init_workspace
+
+    monkeypatch.delenv("MUTAPUB_DATABASE_URL", raising=False)
+    day1 = write(tmp_path / "d1.csv", [row(i) for i in range(1, 200)])
+    day2 = write(tmp_path / "d2.csv", [row(i, street="Molenstraat" if i % 5 == 0 else "Kerkstraat")
+                                        for i in range(300, 2, -1)])
+    digests = []
+    for name in ("one", "two"):
+        ws, _ = init_workspace(tmp_path / name)
+        ingest_file(ws, "persons", day1, dt.date(2025, 10, 1))
+        ingest_file(ws, "persons", day2, dt.date(2025, 10, 2))
+        digests.append(changesets.compute(ws, "persons").change_set.sha256)
+        ws.engine.dispose()
+    assert digests[0] == digests[1]

@@ -119,3 +119,20 @@ def test_header_may_list_columns_in_any_order(sqlite_workspace: Workspace, tmp_p
     path.write_text(";".join(reversed(names)) + "\n" + ";".join(reversed(values)) + "\n")
     snap = ingest_file(sqlite_workspace, "persons", path, D1).snapshot
     assert _stored(sqlite_workspace, snap.id)[0]["insz"] == insz(1)
+
+
+def test_configured_encoding_is_honoured(tmp_path: Path) -> None:
+    from mutapub.mutations import reading
+    from mutapub.schemas import InputFormat, load_schema
+
+    path = write(tmp_path / "cp1252.csv", [row(1, last="Dupré", street="Rue de l’Église")], encoding="cp1252")
+    table = reading.read_table(reading.detect(path), load_schema("persons"), InputFormat(encoding="cp1252"))
+    assert table.column("last_name").to_pylist() == ["Dupré"]
+    assert table.column("street").to_pylist() == ["Rue de l’Église"]
+
+
+def test_same_input_same_bytes(sqlite_workspace: Workspace, tmp_path: Path) -> None:
+    lines = [row(i, street=f"Straat {i}") for i in range(1, 300)]
+    one = ingest_file(sqlite_workspace, "persons", write(tmp_path / "a.csv", lines), D1).snapshot
+    two = ingest_file(sqlite_workspace, "persons", write(tmp_path / "b.csv", lines, newline="\r\n"), D2).snapshot
+    assert sqlite_workspace.path_in(one.path).read_bytes() == sqlite_workspace.path_in(two.path).read_bytes()
