@@ -90,7 +90,7 @@ rows = st.dictionaries(
 )
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(old=rows, new=rows)
 def test_applying_the_change_set_to_the_old_snapshot_gives_the_new_one(old: dict, new: dict) -> None:
     old_t = _table([(*k, *v) for k, v in old.items()])
