@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mutapub.mutations import diff as engine
+from mutapub.mutations.diff import AFTER, BEFORE
 from mutapub.mutations.errors import Conflict, InputError, NotFound
 from mutapub.mutations.models import ChangeSet, Snapshot
 from mutapub.mutations.snapshots import file_sha256, get_snapshot
@@ -62,8 +62,18 @@ def _check_version(snap: Snapshot, schema: Schema) -> None:
         )
 
 
-def compute(ws: Workspace, dataset: str, from_id: int | None = None, to_id: int | None = None) -> DiffResult:
-    """The change set between two snapshots (default: the two latest), computed once and stored."""
+def compute(
+    ws: Workspace,
+    dataset: str,
+    from_id: int | None = None,
+    to_id: int | None = None,
+    *,
+    new_table: pa.Table | None = None,
+) -> DiffResult:
+    """The change set between two snapshots (default: the two latest), computed once and stored.
+
+    `new_table`, the newer snapshot's rows already in memory (right after its ingest), saves reading it back.
+    """
     schema = load_schema(dataset)
     with ws.sessions() as session:
         old, new = _pick_pair(session, dataset, from_id, to_id)
@@ -72,9 +82,10 @@ def compute(ws: Workspace, dataset: str, from_id: int | None = None, to_id: int 
             return DiffResult(done, created=False)
     for snap in (old, new):
         _check_version(snap, schema)
-    changes = engine.diff_files(
-        ws.path_in(old.path), ws.path_in(new.path), schema, ws.staging_dir / "duckdb-spill"
-    )
+    from mutapub.mutations import diff as engine  # DuckDB is loaded only when a change set is computed
+
+    new_side = new_table if new_table is not None else ws.path_in(new.path)
+    changes = engine.diff_files(ws.path_in(old.path), new_side, schema, ws.staging_dir / "duckdb-spill")
     final = ws.changesets_dir / dataset / f"{old.id}-{new.id}.parquet"
     final.parent.mkdir(parents=True, exist_ok=True)
     ws.staging_dir.mkdir(parents=True, exist_ok=True)
@@ -146,9 +157,9 @@ def as_records(changes: pa.Table, schema: Schema, limit: int | None = None) -> l
         op = rec["op"]
         item: dict[str, Any] = {"op": op, "key": {k: rec[k] for k in schema.key}}
         if op == "U":
-            item["changes"] = {c: [rec[engine.BEFORE + c], rec[engine.AFTER + c]] for c in rec["changed"]}
+            item["changes"] = {c: [rec[BEFORE + c], rec[AFTER + c]] for c in rec["changed"]}
         else:
-            side = engine.AFTER if op == "I" else engine.BEFORE
+            side = AFTER if op == "I" else BEFORE
             item["row"] = {c: rec[c] if c in schema.key else rec[side + c] for c in schema.column_names}
         out.append(item)
     return out

@@ -9,13 +9,16 @@ order; empty for I and D). Row order of the inputs never matters; equal inputs g
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from mutapub.mutations import duck
 from mutapub.schemas import Schema
+
+if TYPE_CHECKING:
+    import duckdb
 
 BEFORE, AFTER = "before.", "after."
 
@@ -99,11 +102,19 @@ def diff(old: pa.Table, new: pa.Table, schema: Schema) -> pa.Table:
         con.close()
 
 
-def diff_files(old: Path, new: Path, schema: Schema, spill_dir: Path | None = None) -> pa.Table:
-    """`diff` on two stored Parquet snapshots, streamed by DuckDB so neither is loaded whole."""
+def diff_files(old: Path, new: Path | pa.Table, schema: Schema, spill_dir: Path | None = None) -> pa.Table:
+    """`diff` on stored Parquet snapshots, streamed by DuckDB so neither is loaded whole.
+
+    `new` may also be the new snapshot's table still in memory right after its ingest.
+    """
     con = duck.connect(spill_dir)
     try:
-        return _run(con, schema, f"read_parquet({duck.literal(old)})", f"read_parquet({duck.literal(new)})")
+        if isinstance(new, pa.Table):
+            con.register("new_snapshot", new.select(list(schema.column_names)))
+            new_ref = "new_snapshot"
+        else:
+            new_ref = f"read_parquet({duck.literal(new)})"
+        return _run(con, schema, f"read_parquet({duck.literal(old)})", new_ref)
     finally:
         con.close()
 

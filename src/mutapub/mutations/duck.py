@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import duckdb
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    import duckdb
 
 
 def connect(spill_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
     """A fresh in-memory DuckDB that spills to `spill_dir` when a join does not fit in memory."""
+    import duckdb  # imported on first use: commands that only read the database start faster
+
     con = duckdb.connect(":memory:")
     if spill_dir is not None:
         spill_dir.mkdir(parents=True, exist_ok=True)

@@ -31,11 +31,13 @@ _DATE_IN_NAME = re.compile(r"(?<!\d)(\d{4})[-_]?(\d{2})[-_]?(\d{2})(?!\d)")
 
 @dataclass
 class IngestResult:
-    """What an ingest did: the snapshot, whether it is new, and warnings about kept rows."""
+    """What an ingest did: the snapshot, whether it is new, warnings about kept rows, and the change
+    set against the previous snapshot when it was computed right away."""
 
     snapshot: Snapshot
     status: str  # "registered", "unchanged" or "replaced"
     warnings: list[str] = field(default_factory=list)
+    change_set: ChangeSet | None = None
 
 
 def file_sha256(path: Path) -> str:
@@ -58,9 +60,19 @@ def date_from_name(name: str) -> dt.date | None:
 
 
 def ingest_file(
-    ws: Workspace, dataset: str, path: Path, snapshot_date: dt.date | None = None, *, replace: bool = False
+    ws: Workspace,
+    dataset: str,
+    path: Path,
+    snapshot_date: dt.date | None = None,
+    *,
+    replace: bool = False,
+    diff: bool = True,
 ) -> IngestResult:
-    """Ingest one snapshot file of `dataset`; refuse it whole, registering nothing, if any row is bad."""
+    """Ingest one snapshot file of `dataset`; refuse it whole, registering nothing, if any row is bad.
+
+    With `diff`, a snapshot newer than every other is diffed against the previous one at once, while
+    its rows are still in memory: the nightly job needs that change set next anyway.
+    """
     schema = load_schema(dataset)
     path = Path(path)
     if snapshot_date is None:
@@ -70,7 +82,7 @@ def ingest_file(
     source = reading.detect(path)
     with ThreadPoolExecutor(1) as pool:  # hashing overlaps parsing: both release the GIL
         sha = pool.submit(file_sha256, path)
-        return _ingest(ws, schema, path, source, sha, snapshot_date, replace)
+        return _ingest(ws, schema, path, source, sha, snapshot_date, replace, diff)
 
 
 def _ingest(
@@ -81,6 +93,7 @@ def _ingest(
     sha: Future[str],
     snapshot_date: dt.date,
     replace: bool,
+    diff: bool,
 ) -> IngestResult:
     dataset = schema.name
     with ws.sessions() as session:
@@ -109,7 +122,21 @@ def _ingest(
         )
     finally:
         tmp.unlink(missing_ok=True)
-    return IngestResult(snap, "replaced" if existing is not None else "registered", warnings)
+    result = IngestResult(snap, "replaced" if existing is not None else "registered", warnings)
+    if diff:
+        result.change_set = _diff_with_previous(ws, snap, table)
+    return result
+
+
+def _diff_with_previous(ws: Workspace, snap: Snapshot, table: pa.Table) -> ChangeSet | None:
+    with ws.sessions() as session:
+        previous = latest_snapshot(session, snap.dataset, before=snap.snapshot_date)
+        newest = latest_snapshot(session, snap.dataset)
+    if previous is None or newest is None or newest.id != snap.id:
+        return None
+    from mutapub.mutations import changesets  # changesets builds on this module
+
+    return changesets.compute(ws, snap.dataset, previous.id, snap.id, new_table=table).change_set
 
 
 def read_validated(source: reading.Source, schema: Schema) -> tuple[pa.Table, list[str]]:

@@ -29,9 +29,14 @@ def snapshot() -> None:
     is_flag=True,
     help="Replace the snapshot of that date (only while nothing was published from it).",
 )
+@click.option(
+    "--no-diff", "no_diff", is_flag=True, help="Do not compute the change set against the previous snapshot now."
+)
 @handle_errors
-def ingest(dataset: str, path: Path, snapshot_date: dt.datetime | None, replace: bool) -> None:
+def ingest(dataset: str, path: Path, snapshot_date: dt.datetime | None, replace: bool, no_diff: bool) -> None:
     """Validate a snapshot file (CSV, .csv.gz, .zip or Parquet) and register it.
+
+    A snapshot newer than all others is diffed against the previous one right away (see `mutapub diff`).
 
     \b
     Example:
@@ -41,7 +46,8 @@ def ingest(dataset: str, path: Path, snapshot_date: dt.datetime | None, replace:
     from mutapub.mutations.workspace import open_workspace
 
     ws = open_workspace()
-    result = ingest_file(ws, dataset, path, snapshot_date.date() if snapshot_date else None, replace=replace)
+    day = snapshot_date.date() if snapshot_date else None
+    result = ingest_file(ws, dataset, path, day, replace=replace, diff=not no_diff)
     for line in result.warnings:
         click.echo(f"warning: {line}" if not line.startswith(" ") else line, err=True)
     s = result.snapshot
@@ -51,6 +57,13 @@ def ingest(dataset: str, path: Path, snapshot_date: dt.datetime | None, replace:
         )
     else:
         click.echo(f"{dataset} {s.snapshot_date}: snapshot {s.id} {result.status}, {s.rows} rows")
+    cs = result.change_set
+    if cs is not None:
+        c = cs.counts
+        click.echo(
+            f"change set {cs.id} against snapshot {cs.from_snapshot_id}: "
+            f"{c['I']} inserts, {c['U']} updates, {c['D']} deletes"
+        )
 
 
 @snapshot.command("ingest-kbo")
