@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from importlib.metadata import entry_points
+from importlib.metadata import distribution, entry_points
 from typing import Any, TypeVar
 
 import click
@@ -19,16 +19,25 @@ GROUP = "mutapub.commands"
 class EntryPointGroup(click.Group):
     """A click group that imports a sub-command's module only when that command is used."""
 
-    def _entry_points(self) -> dict[str, Any]:
-        return {ep.name: ep for ep in entry_points(group=GROUP)}
+    @staticmethod
+    def _entry_points(everywhere: bool) -> dict[str, Any]:
+        # mutapub's own commands are found in its own metadata; scanning every installed
+        # distribution (for plug-ins of other packages) costs more and is done only when needed.
+        own = distribution("mutapub").entry_points
+        found = {ep.name: ep for ep in own if ep.group == GROUP}
+        if everywhere:
+            found = {ep.name: ep for ep in entry_points(group=GROUP)} | found
+        return found
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(self._entry_points()) | set(self.commands))
+        return sorted(set(self._entry_points(everywhere=True)) | set(self.commands))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.commands:
             return self.commands[cmd_name]
-        ep = self._entry_points().get(cmd_name)
+        ep = self._entry_points(everywhere=False).get(cmd_name) or self._entry_points(everywhere=True).get(
+            cmd_name
+        )
         return ep.load() if ep is not None else None
 
 
