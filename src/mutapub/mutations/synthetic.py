@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from mutapub.mutations import csvwrite
 
 __all__ = ["COLUMNS", "insz_check_digits", "persons_pair", "write_persons_pair"]
 
@@ -478,31 +479,13 @@ def persons_pair(rows: int, *, seed: int = 1, change_rate: float = 0.005) -> tup
     return _table(p1, _D), _table(p2, _D)
 
 
-_NEEDS_QUOTES = r'[;"\r\n]'
-
-
 def _csv_field(arr: pa.Array) -> pa.Array:
     """Text of one CSV column: quoted only where needed (delimiter, quote, line break, empty), null -> ''."""
-    needs = pc.or_kleene(pc.match_substring_regex(arr, _NEEDS_QUOTES), pc.equal(pc.binary_length(arr), 0))
-    if pc.any(needs).as_py():
-        quoted = pc.binary_join_element_wise('"', pc.replace_substring(arr, '"', '""'), '"', "")
-        arr = pc.if_else(needs, quoted, arr)
-    return pc.fill_null(arr, "")
+    return csvwrite.encode_field(arr, ";", quote_empty=True)
 
 
 _D = _Dicts()
 _DQ = _Dicts(csv=True)
-
-
-def _write_csv_chunk(table: pa.Table, f: BinaryIO) -> None:
-    """Append the rows of a table of CSV-encoded fields (see _table with _DQ) to f."""
-    cols = [c.combine_chunks() for c in table.columns]
-    cols[-1] = pc.binary_join_element_wise(cols[-1], "", "\n")  # line terminator after the last field
-    lines = pc.binary_join_element_wise(*cols, ";")
-    if len(lines):
-        _, offsets_buf, data = lines.buffers()
-        offsets = np.frombuffer(offsets_buf, dtype=np.int32)[lines.offset : lines.offset + len(lines) + 1]
-        f.write(memoryview(data)[int(offsets[0]) : int(offsets[-1])])
 
 
 _CHUNK_ROWS = 500_000
@@ -510,9 +493,9 @@ _CHUNK_ROWS = 500_000
 
 def _write_csv(p: _Persons, path: Path) -> None:
     with open(path, "wb") as f:
-        f.write((";".join(COLUMNS) + "\n").encode())
+        f.write(csvwrite.header_line(COLUMNS, ";", "\n"))
         for start in range(0, len(p), _CHUNK_ROWS):
-            _write_csv_chunk(_table(p.slice(start, start + _CHUNK_ROWS), _DQ), f)
+            csvwrite.write_encoded(_table(p.slice(start, start + _CHUNK_ROWS), _DQ).columns, f, ";", "\n")
 
 
 def write_persons_pair(
