@@ -144,3 +144,99 @@ class AuditEntry(Base):
     ref: Mapped[str] = mapped_column(String(256))
     before: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     after: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+
+
+class Delivery(Base):
+    """One file published for one subscriber: planned first (name, time and reference fixed), then
+    written, moved into the outbox and marked published; sequence numbers per subscriber × dataset."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "dataset", "seq", name="uq_deliveries_seq"),
+        UniqueConstraint("subscriber_id", "dataset", "snapshot_id", name="uq_deliveries_snapshot"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"), index=True)
+    dataset: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(Integer)
+    previous_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    kind: Mapped[str] = mapped_column(String(8))  # "initial" or "delta"
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"))
+    from_snapshot_id: Mapped[int | None] = mapped_column(ForeignKey("snapshots.id"), nullable=True)
+    change_set_id: Mapped[int | None] = mapped_column(ForeignKey("change_sets.id"), nullable=True)
+    # "planned" → "published" → "expired" (file purged by retention; the row stays for the auditor)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    file_name: Mapped[str] = mapped_column(String(256))
+    path: Mapped[str] = mapped_column(String(512))  # relative to the publish root
+    generated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    reference: Mapped[str] = mapped_column(String(36))
+    format: Mapped[str] = mapped_column(String(8))
+    compression: Mapped[str] = mapped_column(String(8))
+    csv_delimiter: Mapped[str] = mapped_column(String(4))
+    schema_version: Mapped[int] = mapped_column(Integer)
+    # What the policy was when planned, so a resend regenerates the same bytes.
+    policy_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    fields: Mapped[list[str]] = mapped_column(JSON, default=list)
+    grants: Mapped[list[dict]] = mapped_column(JSON, default=list)
+    rows: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    inserts: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    updates: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    deletes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    published_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    expired_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    first_downloaded_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_downloaded_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Rows per operation, as `{"I": n, "U": n, "D": n}`."""
+        return {"I": self.inserts or 0, "U": self.updates or 0, "D": self.deletes or 0}
+
+
+class Disclosure(Base):
+    """A subject that a delivery carried data about, with the operation: the auditor's index."""
+
+    __tablename__ = "disclosures"
+    __table_args__ = (Index("ix_disclosures_subject", "subject"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id"), index=True)
+    subject: Mapped[str] = mapped_column(String(64))
+    op: Mapped[str] = mapped_column(String(1))
+
+
+class PublishedSnapshot(Base):
+    """A snapshot whose deliveries were all planned and published."""
+
+    __tablename__ = "published_snapshots"
+
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), primary_key=True)
+    published_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DeliveryEvent(Base):
+    """Something that happened to a delivery after it was published: a resend, a purge."""
+
+    __tablename__ = "delivery_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id"), index=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    event: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(128))
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class Lease(Base):
+    """A cross-process lock: held by `holder` until `expires_at`, renewed while working."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(256))
+    acquired_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))

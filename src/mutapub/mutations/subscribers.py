@@ -19,13 +19,13 @@ import string
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from mutapub.mutations import audit
 from mutapub.mutations.audit import AuditContext
 from mutapub.mutations.errors import Conflict, InputError, NotFound
-from mutapub.mutations.models import FollowedKey, Grant, Subscriber, utcnow
+from mutapub.mutations.models import Delivery, FollowedKey, Grant, Subscriber, utcnow
 
 # The code is a file-name component and the FTPS user name: nothing a path or a shell could misread.
 CODE = re.compile(r"[a-z0-9][a-z0-9_-]{1,31}")
@@ -328,12 +328,9 @@ def set_password(
 
 
 def delivery_count(session: Session, sub: Subscriber) -> int:
-    """How many files were ever delivered to `sub`.
-
-    There is no deliveries table yet: the publication issue extends this check, and from then on a
-    subscriber that received data can no longer be removed (the disclosure log must keep naming it).
-    """
-    return 0
+    """How many deliveries `sub` has (planned ones included): a subscriber that received data can no
+    longer be removed, because the disclosure log must keep naming it."""
+    return int(session.scalar(select(func.count(Delivery.id)).where(Delivery.subscriber_id == sub.id)) or 0)
 
 
 def remove(session: Session, ctx: AuditContext, code: str) -> None:

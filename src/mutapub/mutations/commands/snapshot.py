@@ -30,7 +30,10 @@ def snapshot() -> None:
     help="Replace the snapshot of that date (only while nothing was published from it).",
 )
 @click.option(
-    "--no-diff", "no_diff", is_flag=True, help="Do not compute the change set against the previous snapshot now."
+    "--no-diff",
+    "no_diff",
+    is_flag=True,
+    help="Do not compute the change set against the previous snapshot now.",
 )
 @handle_errors
 def ingest(dataset: str, path: Path, snapshot_date: dt.datetime | None, replace: bool, no_diff: bool) -> None:

@@ -1,0 +1,724 @@
+"""Publication: per-subscriber files of each new snapshot, placed in the outbox atomically.
+
+For every snapshot not yet published (oldest first) and every subscriber with a grant valid on its date,
+a delivery is first *planned* (its sequence number, generation time, reference and file name fixed and
+committed), then *produced*: its rows are selected by the subscriber's policy, written in the staging
+area, fsynced, renamed into `publish/<code>/outbox/<dataset>/`, followed by the manifest, and only then
+marked published together with its disclosures. A crash anywhere leaves planned rows that a rerun
+produces with the same bytes; no file is ever visible half-written and no published row lacks its file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from mutapub.mutations import changesets, leases, packaging
+from mutapub.mutations.diff import BEFORE
+from mutapub.mutations.errors import Conflict, InputError, MutapubError
+from mutapub.mutations.grants import GrantRule, Policy, effective_policy, to_rule
+from mutapub.mutations.models import (
+    Delivery,
+    DeliveryEvent,
+    Disclosure,
+    FollowedKey,
+    Grant,
+    PublishedSnapshot,
+    Snapshot,
+    Subscriber,
+    utcnow,
+)
+from mutapub.mutations.snapshots import latest_snapshot
+from mutapub.mutations.workspace import Workspace
+from mutapub.schemas import Schema, load_schema
+
+LEASE = "publish"
+_SEP = "\x1f"  # joins the parts of a composite key; never found in register data
+
+
+class PublishError(MutapubError):
+    """A delivery could not be produced; what was already published stays, nothing is half-published."""
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One delivery a publish made or, with dry_run, would make."""
+
+    path: str
+    kind: str
+    seq: int
+    counts: dict[str, int] | None
+
+
+@dataclass
+class PublishReport:
+    """What a `publish` did or, with dry_run, would do: (dataset, date, snapshot id) and deliveries."""
+
+    snapshots: list[tuple[str, dt.date, int]] = field(default_factory=list)
+    deliveries: list[Planned] = field(default_factory=list)
+    dry_run: bool = False
+
+
+# --- the policy as it was at a moment -------------------------------------------------------------
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    """SQLite hands back naive datetimes; every stored time is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def rules_as_of(session: Session, sub: Subscriber, dataset: str, at: dt.datetime) -> list[GrantRule]:
+    """The subscriber's grants on `dataset` that existed and were not revoked at `at`."""
+    rows = session.scalars(select(Grant).where(Grant.subscriber_id == sub.id, Grant.dataset == dataset))
+    return [
+        to_rule(g, sub)
+        for g in rows
+        if _utc(g.created_at) <= at and (g.revoked_at is None or _utc(g.revoked_at) > at)
+    ]
+
+
+def followed_as_of(session: Session, sub: Subscriber, dataset: str, at: dt.datetime) -> pa.Array:
+    """The subjects the subscriber followed in `dataset` at `at`."""
+    rows = session.scalars(
+        select(FollowedKey).where(FollowedKey.subscriber_id == sub.id, FollowedKey.dataset == dataset)
+    )
+    keys = sorted(
+        {
+            r.subject_key
+            for r in rows
+            if _utc(r.added_at) <= at and (r.removed_at is None or _utc(r.removed_at) > at)
+        }
+    )
+    return pa.array(keys, pa.string())
+
+
+# --- selecting the rows of a delivery (pure, given the tables) -------------------------------------
+
+
+def key_strings(table: pa.Table, key: Sequence[str]) -> pa.Array:
+    """One text per row identifying its key (composite keys joined; a missing part kept distinct)."""
+    parts = [pc.fill_null(pc.binary_join_element_wise("=", table.column(k), ""), "\x00") for k in key]
+    joined = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, _SEP)
+    return joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined
+
+
+def _fields(policy: Policy, schema: Schema) -> tuple[str, ...]:
+    return tuple(f for f in policy.fields if f not in schema.key)
+
+
+def _empty_content(schema: Schema, fields: tuple[str, ...]) -> pa.Table:
+    cols: dict[str, pa.Array] = {"op": pa.array([], pa.string())}
+    for k in schema.key:
+        cols[k] = pa.array([], pa.string())
+    for f in fields:
+        cols[f] = pa.array([], pa.string())
+        cols[BEFORE + f] = pa.array([], pa.string())
+    cols["changed"] = pa.array([], pa.list_(pa.string()))
+    return pa.table(cols)
+
+
+def _rows(
+    op: str,
+    schema: Schema,
+    fields: tuple[str, ...],
+    keys: pa.Table,
+    after: pa.Table | None,
+    allowed: dict[str, np.ndarray] | None,
+    before: pa.Table | None = None,
+    changed: pa.Array | None = None,
+) -> tuple[pa.Table, dict[str, np.ndarray]]:
+    """Content rows of one operation in the packaging layout, with their per-field masks."""
+    n = keys.num_rows
+    null = pa.nulls(n, pa.string())
+    cols: dict[str, pa.Array] = {"op": pa.array([op] * n, pa.string())}
+    for k in schema.key:
+        cols[k] = keys.column(k).combine_chunks()
+    masks: dict[str, np.ndarray] = {}
+    for f in fields:
+        has = after is not None and f in after.column_names
+        cols[f] = after.column(f).combine_chunks() if has and after is not None else null
+        cols[BEFORE + f] = (
+            before.column(f).combine_chunks() if before is not None and f in before.column_names else null
+        )
+        mask = allowed.get(f) if allowed is not None else None
+        masks[f] = np.asarray(mask, dtype=bool) if mask is not None else np.full(n, op != "D")
+    cols["changed"] = changed if changed is not None else pa.array([[]] * n, pa.list_(pa.string()))
+    return pa.table(cols), masks
+
+
+def select_initial(policy: Policy, schema: Schema, snapshot: pa.Table, **select_args: object) -> tuple:
+    """Every row the policy selects from the snapshot, as inserts: (content table, masks, subjects)."""
+    sel = policy.select(snapshot, **select_args)  # type: ignore[arg-type]
+    fields = _fields(policy, schema)
+    table, masks = _rows("I", schema, fields, sel.table, sel.table, sel.allowed)
+    return table, masks, sel.table.column(schema.subject).combine_chunks()
+
+
+def select_delta(
+    before_policy: Policy,
+    after_policy: Policy,
+    schema: Schema,
+    old: pa.Table,
+    new: pa.Table,
+    changes: pa.Table,
+    before_args: dict,
+    after_args: dict,
+) -> tuple[pa.Table, dict[str, np.ndarray], pa.Array]:
+    """The delta judged on both sides: entering the selection → I, leaving → D (key only), staying and
+    changed in a field the row may carry → U; returns (content table, masks, subjects)."""
+    fields = _fields(after_policy, schema)
+    sel_b = before_policy.select(old, **before_args)
+    sel_a = after_policy.select(new, **after_args)
+    kb, ka = key_strings(sel_b.table, schema.key), key_strings(sel_a.table, schema.key)
+    entering = pc.invert(pc.is_in(ka, value_set=kb)).to_numpy(zero_copy_only=False)
+    leaving = pc.invert(pc.is_in(kb, value_set=ka)).to_numpy(zero_copy_only=False)
+    updates = changes.filter(pc.equal(changes.column("op"), "U"))
+    staying_a = ~entering
+    ku = key_strings(updates, schema.key)
+    updated = staying_a & pc.is_in(ka, value_set=ku).to_numpy(zero_copy_only=False)
+
+    def take(table: pa.Table, mask: np.ndarray) -> pa.Table:
+        return table.filter(pa.array(mask))
+
+    ins = take(sel_a.table, entering)
+    t, m = _rows("I", schema, fields, ins, ins, {f: v[entering] for f, v in sel_a.allowed.items()})
+    parts = [(t, m, ins.column(schema.subject))]
+    dels = take(sel_b.table, leaving)
+    t, m = _rows("D", schema, fields, dels, None, None)
+    parts.append((t, m, dels.column(schema.subject)))
+    if updated.any():
+        after_rows = take(sel_a.table, updated)
+        allowed = {f: v[updated] for f, v in sel_a.allowed.items()}
+        # the change set's rows for these keys, in the same order, for their before values and changed fields
+        cs_rows = updates.take(pc.index_in(key_strings(after_rows, schema.key), value_set=ku))
+        before = pa.table({f: cs_rows.column(BEFORE + f) for f in fields})
+        visible = _visible_changes(cs_rows.column("changed").combine_chunks(), fields, allowed)
+        t, m = _rows("U", schema, fields, after_rows, after_rows, allowed, before, visible)
+        # an update touching only fields this subscriber may not see is not delivered to it
+        keep = pc.greater(pc.list_value_length(visible), 0).to_numpy(zero_copy_only=False)
+        keep_arr = pa.array(keep)
+        parts.append(
+            (
+                t.filter(keep_arr),
+                {f: v[keep] for f, v in m.items()},
+                after_rows.filter(keep_arr).column(schema.subject),
+            )
+        )
+    table = pa.concat_tables([p[0] for p in parts]).combine_chunks()
+    masks = {f: np.concatenate([p[1][f] for p in parts]) for f in fields}
+    subject = pa.chunked_array([p[2] for p in parts], pa.string()).combine_chunks()
+    return _sorted(table, masks, subject, schema)
+
+
+def _visible_changes(changed: pa.Array, fields: tuple[str, ...], allowed: dict[str, np.ndarray]) -> pa.Array:
+    """Per update, the changed fields the row may carry (schema order kept)."""
+    out = []
+    for i, names in enumerate(changed.to_pylist()):
+        out.append([f for f in names if f in allowed and allowed[f][i]])
+    return pa.array(out, pa.list_(pa.string()))
+
+
+def _sorted(
+    table: pa.Table, masks: dict[str, np.ndarray], subjects: pa.Array, schema: Schema
+) -> tuple[pa.Table, dict[str, np.ndarray], pa.Array]:
+    """Rows ordered by key, so that the same inputs give the same file."""
+    if table.num_rows == 0:
+        return table, masks, subjects
+    order = pc.sort_indices(table, sort_keys=[(k, "ascending") for k in schema.key])
+    idx = order.to_numpy()
+    return table.take(order), {f: m[idx] for f, m in masks.items()}, subjects.take(order)
+
+
+# --- planning ------------------------------------------------------------------------------------
+
+
+def _subscribers_of(session: Session, dataset: str) -> list[Subscriber]:
+    ids = select(Grant.subscriber_id).where(Grant.dataset == dataset).distinct()
+    return list(session.scalars(select(Subscriber).where(Subscriber.id.in_(ids)).order_by(Subscriber.code)))
+
+
+def _last_delivery(session: Session, sub: Subscriber, dataset: str) -> Delivery | None:
+    return session.scalars(
+        select(Delivery)
+        .where(Delivery.subscriber_id == sub.id, Delivery.dataset == dataset)
+        .order_by(Delivery.seq.desc())
+        .limit(1)
+    ).one_or_none()
+
+
+def _outbox(ws: Workspace, code: str, dataset: str) -> Path:
+    """The subscriber's outbox folder for a dataset; refuses a path that would leave the publish root."""
+    root = ws.publish_dir.resolve()
+    folder = (ws.publish_dir / code / "outbox" / dataset).resolve()
+    if root not in folder.parents:
+        raise PublishError(
+            f"the outbox of {code}/{dataset} resolves to {folder}, outside the publish root {root}"
+        )
+    return folder
+
+
+def plan(session: Session, ws: Workspace, snap: Snapshot, now: dt.datetime) -> list[Delivery]:
+    """Record the deliveries of one snapshot (once: an existing plan is returned as it is)."""
+    schema = load_schema(snap.dataset)
+    planned: list[Delivery] = []
+    for sub in _subscribers_of(session, snap.dataset):
+        existing = session.scalars(
+            select(Delivery).where(
+                Delivery.subscriber_id == sub.id,
+                Delivery.dataset == snap.dataset,
+                Delivery.snapshot_id == snap.id,
+            )
+        ).one_or_none()
+        if existing is not None:
+            planned.append(existing)
+            continue
+        policy = effective_policy(
+            rules_as_of(session, sub, snap.dataset, now), snap.dataset, snap.snapshot_date
+        )
+        if not policy.grants:
+            continue
+        stale = [g for g in policy.grants if g.schema_version != snap.schema_version]
+        if stale:
+            raise Conflict(
+                f"grant {stale[0].id} of {sub.code} was made for {snap.dataset} schema version "
+                f"{stale[0].schema_version}, snapshot {snap.id} has version {snap.schema_version}: "
+                "review the grant and add it again for the new version"
+            )
+        last = _last_delivery(session, sub, snap.dataset)
+        widened = last is not None and any(
+            _utc(g.created_at) > _utc(last.policy_at)
+            for g in session.scalars(select(Grant).where(Grant.id.in_([r.id for r in policy.grants])))
+        )
+        kind = "initial" if last is None or widened else "delta"
+        seq = 1 if last is None else last.seq + 1
+        env = packaging.Envelope(
+            subscriber=sub.code,
+            dataset=snap.dataset,
+            seq=seq,
+            generated_at=now,
+            reference=str(uuid.uuid4()),
+            schema_version=schema.version,
+        )
+        ext = packaging.extension(sub.format, sub.compression)
+        name = packaging.file_name(sub.file_name_template, env, ext)
+        _outbox(ws, sub.code, snap.dataset)
+        delivery = Delivery(
+            subscriber_id=sub.id,
+            dataset=snap.dataset,
+            seq=seq,
+            previous_seq=last.seq if last else None,
+            kind=kind,
+            snapshot_id=snap.id,
+            from_snapshot_id=last.snapshot_id if kind == "delta" and last else None,
+            status="planned",
+            file_name=name,
+            path=f"{sub.code}/outbox/{snap.dataset}/{name}",
+            generated_at=now,
+            reference=env.reference,
+            format=sub.format,
+            compression=sub.compression,
+            csv_delimiter=sub.csv_delimiter,
+            schema_version=schema.version,
+            policy_at=now,
+            fields=list(_fields(policy, schema)),
+            grants=[{"id": g.id, "legal_basis": g.legal_basis, "purpose": g.purpose} for g in policy.grants],
+            created_at=now,
+        )
+        session.add(delivery)
+        session.flush()
+        planned.append(delivery)
+    return planned
+
+
+# --- producing -----------------------------------------------------------------------------------
+
+
+def _read_snapshot(ws: Workspace, snap: Snapshot) -> pa.Table:
+    return pq.read_table(ws.path_in(snap.path))
+
+
+def _select_args(
+    ws: Workspace, session: Session, policy: Policy, sub: Subscriber, at: dt.datetime, day: dt.date
+) -> dict:
+    args: dict = {}
+    if policy.needs_followed_keys:
+        args["followed"] = followed_as_of(session, sub, policy.dataset, at)
+    related = {}
+    for name in policy.related_datasets:
+        snap = latest_snapshot(session, name, before=day + dt.timedelta(days=1))
+        if snap is None:
+            raise PublishError(
+                f"the grants of {sub.code} on {policy.dataset} need {name}, which has no snapshot yet"
+            )
+        related[name] = _read_snapshot(ws, snap)
+    if related:
+        args["related"] = related
+    return args
+
+
+@dataclass
+class Content:
+    """A delivery's rows, ready for packaging, and the subjects they are about."""
+
+    content: packaging.DeliveryContent
+    subjects: pa.Array
+    change_set_id: int | None
+
+
+def build(ws: Workspace, session: Session, delivery: Delivery) -> Content:
+    """Select a planned delivery's rows again from the stored snapshots and the policy as it was."""
+    sub = session.get(Subscriber, delivery.subscriber_id)
+    snap = session.get(Snapshot, delivery.snapshot_id)
+    assert sub is not None and snap is not None
+    schema = load_schema(delivery.dataset)
+    at = _utc(delivery.policy_at)
+    after = effective_policy(
+        rules_as_of(session, sub, delivery.dataset, at), delivery.dataset, snap.snapshot_date
+    )
+    after_args = _select_args(ws, session, after, sub, at, snap.snapshot_date)
+    new = _read_snapshot(ws, snap)
+    change_set_id = None
+    if delivery.kind == "initial":
+        table, masks, subjects = select_initial(after, schema, new, **after_args)
+    else:
+        previous = session.scalars(
+            select(Delivery).where(
+                Delivery.subscriber_id == sub.id,
+                Delivery.dataset == delivery.dataset,
+                Delivery.seq == delivery.previous_seq,
+            )
+        ).one()
+        old_snap = session.get(Snapshot, delivery.from_snapshot_id)
+        assert old_snap is not None
+        before_at = _utc(previous.policy_at)
+        before = effective_policy(
+            rules_as_of(session, sub, delivery.dataset, before_at), delivery.dataset, old_snap.snapshot_date
+        )
+        before_args = _select_args(ws, session, before, sub, before_at, old_snap.snapshot_date)
+        cs = changesets.compute(ws, delivery.dataset, old_snap.id, snap.id).change_set
+        change_set_id = cs.id
+        changes = changesets.read(ws, cs)
+        table, masks, subjects = select_delta(
+            before, after, schema, _read_snapshot(ws, old_snap), new, changes, before_args, after_args
+        )
+    fields = tuple(delivery.fields)
+    content = packaging.DeliveryContent(
+        dataset=delivery.dataset, key=schema.key, fields=fields, table=table, allowed=masks
+    )
+    return Content(content, subjects, change_set_id)
+
+
+def _envelope(delivery: Delivery, code: str) -> packaging.Envelope:
+    return packaging.Envelope(
+        subscriber=code,
+        dataset=delivery.dataset,
+        seq=delivery.seq,
+        generated_at=_utc(delivery.generated_at),
+        reference=delivery.reference,
+        schema_version=delivery.schema_version,
+    )
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _crash_point(step: str) -> None:
+    """Fault injection for the crash tests: MUTAPUB_CRASH_AT=<step> ends the process abruptly there."""
+    if os.environ.get("MUTAPUB_CRASH_AT") == step:
+        os._exit(99)
+
+
+@contextmanager
+def _staged(ws: Workspace, name: str) -> Iterator[Path]:
+    """A file in the staging area, removed if the block fails before moving it away."""
+    if not ws.staging_dir.is_dir():
+        raise PublishError(f"the staging directory {ws.staging_dir} is missing: run `mutapub init` again")
+    tmp = ws.staging_dir / f"{uuid.uuid4().hex}-{name}"
+    try:
+        yield tmp
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_files(
+    ws: Workspace, session: Session, delivery: Delivery, target: Path
+) -> tuple[packaging.Written, Content]:
+    """Write a delivery's data file and manifest into `target` (a folder), each atomically, data first."""
+    sub = session.get(Subscriber, delivery.subscriber_id)
+    snap = session.get(Snapshot, delivery.snapshot_id)
+    assert sub is not None and snap is not None
+    built = build(ws, session, delivery)
+    env = _envelope(delivery, sub.code)
+    target.mkdir(parents=True, exist_ok=True)
+    inner = delivery.file_name.removesuffix(".zip")
+    try:
+        with _staged(ws, delivery.file_name) as tmp:
+            with open(tmp, "wb") as out:
+                written = packaging.write(
+                    built.content,
+                    env,
+                    out,
+                    fmt=delivery.format,
+                    compression=delivery.compression,
+                    delimiter=delivery.csv_delimiter,
+                    inner_name=inner,
+                )
+                out.flush()
+                os.fsync(out.fileno())
+            _crash_point("after-staging")
+            os.replace(tmp, target / delivery.file_name)
+            _fsync_dir(target)
+        _crash_point("after-rename")
+        old_snap = session.get(Snapshot, delivery.from_snapshot_id) if delivery.from_snapshot_id else None
+        doc = packaging.manifest(
+            env,
+            kind=delivery.kind,
+            previous_seq=delivery.previous_seq,
+            change_set_id=built.change_set_id,
+            snapshot_from=old_snap.snapshot_date if old_snap else None,
+            snapshot_to=snap.snapshot_date,
+            counts=written.counts,
+            fields=list(delivery.fields),
+            grants=delivery.grants,
+            file_name=delivery.file_name,
+            size=written.size,
+            sha256=written.sha256,
+            format=delivery.format,
+            compression=delivery.compression,
+        )
+        with _staged(ws, delivery.file_name + ".manifest") as tmp:
+            tmp.write_bytes(packaging.manifest_bytes(doc))
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, target / packaging.manifest_name(delivery.file_name))
+            _fsync_dir(target)
+    except OSError as exc:
+        raise PublishError(
+            f"cannot write {delivery.path} for {sub.code}: {exc.strerror or exc}; nothing of it was published"
+        ) from exc
+    _crash_point("after-manifest")
+    return written, built
+
+
+def produce(ws: Workspace, delivery_id: int) -> Delivery:
+    """Write one planned delivery into the outbox and mark it published, with its disclosures."""
+    with ws.sessions() as session:
+        delivery = session.get(Delivery, delivery_id)
+        assert delivery is not None
+        if delivery.status != "planned":
+            return delivery
+        sub = session.get(Subscriber, delivery.subscriber_id)
+        assert sub is not None
+        target = _outbox(ws, sub.code, delivery.dataset)
+        written, built = write_files(ws, session, delivery, target)
+        if True:  # one transaction: the row is published together with its disclosures
+            delivery.status = "published"
+            delivery.published_at = utcnow()
+            delivery.size, delivery.sha256 = written.size, written.sha256
+            delivery.rows = written.rows
+            delivery.inserts, delivery.updates, delivery.deletes = (written.counts.get(o, 0) for o in "IUD")
+            delivery.change_set_id = built.change_set_id
+            ops = built.content.table.column("op").to_pylist()
+            subjects = built.subjects.to_pylist()
+            if subjects:
+                session.execute(
+                    insert(Disclosure),
+                    [
+                        {"delivery_id": delivery.id, "subject": s, "op": o}
+                        for s, o in zip(subjects, ops, strict=True)
+                    ],
+                )
+        session.commit()
+        _crash_point("after-commit")
+        return delivery
+
+
+def _unpublished(session: Session, dataset: str | None) -> list[Snapshot]:
+    done = select(PublishedSnapshot.snapshot_id)
+    q = select(Snapshot).where(Snapshot.id.not_in(done)).order_by(Snapshot.snapshot_date, Snapshot.dataset)
+    if dataset is not None:
+        q = q.where(Snapshot.dataset == dataset)
+    return list(session.scalars(q))
+
+
+def publish(
+    ws: Workspace,
+    dataset: str | None = None,
+    *,
+    dry_run: bool = False,
+    now: dt.datetime | None = None,
+    wait: float | None = 600.0,
+) -> PublishReport:
+    """Publish every snapshot not yet published, oldest first; one publisher at a time (a database lease)."""
+    if dataset is not None:
+        load_schema(dataset)
+    report = PublishReport(dry_run=dry_run)
+    if dry_run:
+        with ws.sessions() as session:
+            moment = now or utcnow()
+            for snap in _unpublished(session, dataset):
+                report.snapshots.append((snap.dataset, snap.snapshot_date, snap.id))
+                report.deliveries += [
+                    Planned(d.path, d.kind, d.seq, None) for d in plan(session, ws, snap, moment)
+                ]
+            session.rollback()
+        return report
+    with leases.held(ws.sessions, LEASE, wait=wait) as holder:
+        with ws.sessions() as session:
+            snaps = _unpublished(session, dataset)
+        for snap in snaps:
+            moment = now or utcnow()
+            with ws.sessions() as session, session.begin():
+                ids = [d.id for d in plan(session, ws, snap, moment)]
+            _crash_point("after-plan")
+            for delivery_id in ids:
+                d = produce(ws, delivery_id)
+                report.deliveries.append(Planned(d.path, d.kind, d.seq, d.counts))
+                leases.renew(ws.sessions, LEASE, holder, dt.timedelta(minutes=10))
+            with ws.sessions() as session, session.begin():
+                session.add(PublishedSnapshot(snapshot_id=snap.id, published_at=utcnow()))
+            report.snapshots.append((snap.dataset, snap.snapshot_date, snap.id))
+    return report
+
+
+# --- listing, resending, retention ----------------------------------------------------------------
+
+
+def list_deliveries(
+    ws: Workspace, *, subscriber: str | None = None, dataset: str | None = None, status: str | None = None
+) -> list[tuple[Delivery, str, Snapshot]]:
+    """Deliveries with their subscriber code and snapshot, by subscriber, dataset and sequence."""
+    with ws.sessions() as session:
+        q = (
+            select(Delivery, Subscriber.code, Snapshot)
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .join(Snapshot, Snapshot.id == Delivery.snapshot_id)
+            .order_by(Subscriber.code, Delivery.dataset, Delivery.seq)
+        )
+        if subscriber is not None:
+            q = q.where(Subscriber.code == subscriber)
+        if dataset is not None:
+            q = q.where(Delivery.dataset == dataset)
+        if status is not None:
+            q = q.where(Delivery.status == status)
+        return [(d, code, snap) for d, code, snap in session.execute(q).all()]
+
+
+def as_dict(delivery: Delivery, code: str, snap: Snapshot) -> dict:
+    """A delivery as `deliveries list --json` shows it."""
+
+    def ts(v: dt.datetime | None) -> str | None:
+        return _utc(v).isoformat().replace("+00:00", "Z") if v else None
+
+    return {
+        "subscriber": code,
+        "dataset": delivery.dataset,
+        "seq": delivery.seq,
+        "previous_seq": delivery.previous_seq,
+        "kind": delivery.kind,
+        "snapshot_date": snap.snapshot_date.isoformat(),
+        "path": delivery.path,
+        "sha256": delivery.sha256,
+        "size": delivery.size,
+        "rows": delivery.rows,
+        "counts": delivery.counts,
+        "status": delivery.status,
+        "created": ts(delivery.created_at),
+        "published": ts(delivery.published_at),
+        "first_downloaded": ts(delivery.first_downloaded_at),
+        "last_downloaded": ts(delivery.last_downloaded_at),
+        "legal_basis": [g["legal_basis"] for g in delivery.grants],
+    }
+
+
+def resend(ws: Workspace, code: str, dataset: str, from_seq: int, actor: str) -> list[Delivery]:
+    """Put published or expired files from `from_seq` on back in the outbox, byte for byte as first sent."""
+    done = []
+    with ws.sessions() as session:
+        sub = session.scalars(select(Subscriber).where(Subscriber.code == code)).one_or_none()
+        if sub is None:
+            raise InputError(f"no subscriber {code!r}")
+        rows = list(
+            session.scalars(
+                select(Delivery)
+                .where(
+                    Delivery.subscriber_id == sub.id, Delivery.dataset == dataset, Delivery.seq >= from_seq
+                )
+                .order_by(Delivery.seq)
+            )
+        )
+        if not rows:
+            raise InputError(f"{code} has no delivery of {dataset} from sequence {from_seq} on")
+        target = _outbox(ws, code, dataset)
+        for delivery in rows:
+            if delivery.status == "planned":
+                continue  # not published yet: `mutapub publish` finishes it
+            path = target / delivery.file_name
+            if not (path.exists() and _sha256(path) == delivery.sha256):
+                written, _ = write_files(ws, session, delivery, target)
+                if written.sha256 != delivery.sha256:
+                    raise PublishError(
+                        f"regenerating {delivery.path} gave other bytes ({written.sha256}) than first sent "
+                        f"({delivery.sha256}); the stored snapshots or grants changed"
+                    )
+            delivery.status, delivery.expired_at = "published", None
+            session.add(
+                DeliveryEvent(
+                    delivery_id=delivery.id, event="resend", actor=actor, detail=f"from seq {from_seq}"
+                )
+            )
+            done.append(delivery)
+        session.commit()
+    return done
+
+
+def _sha256(path: Path) -> str:
+    from mutapub.mutations.snapshots import file_sha256
+
+    return file_sha256(path)
+
+
+def purge(
+    ws: Workspace, older_than: dt.timedelta, actor: str, now: dt.datetime | None = None
+) -> list[Delivery]:
+    """Remove published files older than `older_than` from the outboxes; their rows stay, marked expired."""
+    cutoff = (now or utcnow()) - older_than
+    purged = []
+    with ws.sessions() as session:
+        rows = session.execute(
+            select(Delivery, Subscriber.code)
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(Delivery.status == "published")
+        ).all()
+        for delivery, code in rows:
+            if _utc(delivery.published_at or delivery.created_at) >= cutoff:
+                continue
+            folder = _outbox(ws, code, delivery.dataset)
+            for name in (delivery.file_name, packaging.manifest_name(delivery.file_name)):
+                (folder / name).unlink(missing_ok=True)
+            delivery.status, delivery.expired_at = "expired", utcnow()
+            session.add(
+                DeliveryEvent(
+                    delivery_id=delivery.id, event="purge", actor=actor, detail=f"older than {older_than}"
+                )
+            )
+            purged.append(delivery)
+        session.commit()
+    return purged
