@@ -136,6 +136,16 @@ def test_suspend_resume_passwd_remove_and_audit(gent: Workspace) -> None:
     assert PW not in text and "another-long-secret" not in text and "scrypt$" not in text
 
 
+def test_subscriber_set_changes_only_what_is_given(gent: Workspace) -> None:
+    ok("subscriber", "set", "gent", "--compression", "zip", "--allow-ip", "10.1.0.0/16")
+    (row,) = as_json("subscriber", "list")
+    assert (row["compression"], row["allow_ip"], row["format"]) == ("zip", ["10.1.0.0/16"], "csv")
+    bad = run_cli("subscriber", "set", "gent", "--allow-ip", "10.1.0.0/33")
+    assert bad.returncode != 0 and "10.1.0.0/33" in bad.stderr
+    assert ok("subscriber", "set", "gent", "--compression", "zip").strip() == "subscriber gent unchanged"
+    assert as_json("subscriber", "list")[0]["allow_ip"] == ["10.1.0.0/16"]
+
+
 def test_follow_from_file(gent: Workspace, tmp_path: Path) -> None:
     keys = tmp_path / "keys.csv"
     keys.write_text("EnterpriseNumber\n0403170701\n0403.170.701\n", encoding="utf-8")
@@ -279,5 +289,5 @@ def test_every_command_has_help_and_an_example(name: str, cmd: click.Command) ->
     assert cmd.help and "Example:" in cmd.help and "\b" in cmd.help, name
     if name.split()[-1] in ("list", "show"):
         assert any("--json" in p.opts for p in cmd.params), name
-    if name.split()[-1] in ("add", "remove", "suspend", "resume", "passwd", "revoke", "apply"):
+    if name.split()[-1] in ("add", "set", "remove", "suspend", "resume", "passwd", "revoke", "apply"):
         assert any("--actor" in p.opts for p in cmd.params), name

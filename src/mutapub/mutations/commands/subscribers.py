@@ -152,6 +152,62 @@ def show(code: str, as_json: bool) -> None:
         click.echo(f"{key}: {','.join(value) if isinstance(value, list) else value}")
 
 
+@subscriber.command("set")
+@click.argument("code")
+@click.option("--name", help="The agency's name.")
+@click.option("--email", help="Contact e-mail address.")
+@click.option("--format", "format_", type=click.Choice(FORMATS), help="Data file format.")
+@click.option("--compression", type=click.Choice(COMPRESSIONS), help="Compression of the data files.")
+@click.option("--delimiter", "csv_delimiter", help="CSV delimiter.")
+@click.option("--template", "file_name_template", help="File-name template.")
+@click.option("--allow-ip", multiple=True, metavar="CIDR", help="Allowed client networks (replace the list).")
+@click.option("--no-allow-ip", is_flag=True, help="Clear the IP allow-list.")
+@click.option("--cert-fingerprint", help="SHA-256 fingerprint of the client certificate ('' to clear).")
+@actor_option
+@handle_errors
+def set_(
+    code: str,
+    name: str | None,
+    email: str | None,
+    format_: str | None,
+    compression: str | None,
+    csv_delimiter: str | None,
+    file_name_template: str | None,
+    allow_ip: tuple[str, ...],
+    no_allow_ip: bool,
+    cert_fingerprint: str | None,
+    actor: str | None,
+) -> None:
+    """Change delivery preferences or access settings of CODE; options not given are kept.
+
+    \b
+    Example:
+      mutapub subscriber set gent --compression zip --allow-ip 193.190.0.0/16 --allow-ip 10.1.0.0/16
+    """
+    from mutapub.mutations import subscribers
+    from mutapub.mutations.audit import AuditContext
+    from mutapub.mutations.db import transaction
+    from mutapub.mutations.workspace import open_workspace
+
+    given = {
+        "name": name,
+        "email": email,
+        "format": format_,
+        "compression": compression,
+        "csv_delimiter": csv_delimiter,
+        "file_name_template": file_name_template,
+        "cert_fingerprint": cert_fingerprint,
+    }
+    values = {k: v for k, v in given.items() if v is not None}
+    if allow_ip or no_allow_ip:
+        values["allow_ip"] = list(allow_ip)
+    if not values:
+        raise click.UsageError("nothing to change: give at least one option")
+    with transaction(open_workspace().sessions) as session:
+        changed = subscribers.update(session, AuditContext.current(actor), code, **values)
+    click.echo(f"subscriber {code} " + ("changed" if changed else "unchanged"))
+
+
 def _set_status(code: str, status: str, actor: str | None) -> None:
     from mutapub.mutations import subscribers
     from mutapub.mutations.audit import AuditContext
