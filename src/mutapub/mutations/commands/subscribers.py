@@ -198,7 +198,7 @@ def set_(
         "file_name_template": file_name_template,
         "cert_fingerprint": cert_fingerprint,
     }
-    values = {k: v for k, v in given.items() if v is not None}
+    values: dict[str, object] = {k: v for k, v in given.items() if v is not None}
     if allow_ip or no_allow_ip:
         values["allow_ip"] = list(allow_ip)
     if not values:
