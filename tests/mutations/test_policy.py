@@ -103,6 +103,13 @@ def test_change_and_revoke(workspace: Workspace) -> None:
     assert _counts(workspace)[:2] == (2, 3)
 
 
+def test_numbers_in_yaml_are_read_as_text(workspace: Workspace) -> None:
+    _apply(workspace, "subscribers:\n  ocmw-2000:\n    name: 2000\n    allow_ip: 10.0.0.0/8\n")
+    with workspace.sessions() as s:
+        sub = subscribers.get(s, "ocmw-2000")
+        assert (sub.name, sub.allow_ip) == ("2000", ["10.0.0.0/8"])
+
+
 def test_export_round_trips(workspace: Workspace) -> None:
     _apply(workspace, POLICY)
     with workspace.sessions() as s:

@@ -197,8 +197,8 @@ def apply(session: Session, ctx: AuditContext, doc: dict[str, dict[str, Any]]) -
     changes: list[str] = []
     for code, body in doc.items():
         values = {k: body[k] for k in SUBSCRIBER_KEYS if k in body}
-        if "allow_ip" in values:
-            values["allow_ip"] = _list(values["allow_ip"])
+        for k, v in values.items():  # YAML reads `name: 2000` as a number; settings are text
+            values[k] = _list(v) if k == "allow_ip" else (None if v is None else str(v))
         try:
             sub = subscribers_store.get(session, code)
         except NotFound:
