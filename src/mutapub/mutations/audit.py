@@ -44,7 +44,7 @@ def command_line(argv: Sequence[str] | None = None) -> str:
             hide_next = False
             continue
         name, eq, _value = arg.partition("=")
-        if name in SECRET_OPTIONS and name != "--password-stdin":
+        if name in SECRET_OPTIONS:  # `--password-stdin` is a flag, not a secret: it is kept
             if eq:
                 out.append(f"{name}=***")
             else:
