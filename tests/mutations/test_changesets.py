@@ -130,15 +130,19 @@ def test_kbo_update_out_of_sequence_needs_force(workspace: Workspace, tmp_path: 
     assert len(json.loads(run_cli("snapshot", "list", "--json").stdout)) == 14
 
 
-def test_change_sets_are_byte_identical_across_workspaces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_change_sets_are_byte_identical_across_workspaces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import datetime as dt
 
     from mutapub.mutations.workspace import init_workspace
 
     monkeypatch.delenv("MUTAPUB_DATABASE_URL", raising=False)
     day1 = write(tmp_path / "d1.csv", [row(i) for i in range(1, 200)])
-    day2 = write(tmp_path / "d2.csv", [row(i, street="Molenstraat" if i % 5 == 0 else "Kerkstraat")
-                                        for i in range(300, 2, -1)])
+    day2 = write(
+        tmp_path / "d2.csv",
+        [row(i, street="Molenstraat" if i % 5 == 0 else "Kerkstraat") for i in range(300, 2, -1)],
+    )
     digests = []
     for name, at_ingest in (("one", True), ("two", False)):  # computed from memory at ingest, or from files
         ws, _ = init_workspace(tmp_path / name)

@@ -134,5 +134,7 @@ def test_configured_encoding_is_honoured(tmp_path: Path) -> None:
 def test_same_input_same_bytes(sqlite_workspace: Workspace, tmp_path: Path) -> None:
     lines = [row(i, street=f"Straat {i}") for i in range(1, 300)]
     one = ingest_file(sqlite_workspace, "persons", write(tmp_path / "a.csv", lines), D1).snapshot
-    two = ingest_file(sqlite_workspace, "persons", write(tmp_path / "b.csv", lines, newline="\r\n"), D2).snapshot
+    two = ingest_file(
+        sqlite_workspace, "persons", write(tmp_path / "b.csv", lines, newline="\r\n"), D2
+    ).snapshot
     assert sqlite_workspace.path_in(one.path).read_bytes() == sqlite_workspace.path_in(two.path).read_bytes()

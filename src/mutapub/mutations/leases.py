@@ -33,8 +33,23 @@ def holder_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def _dead_local_holder(holder: str) -> bool:
+    """Whether `holder` was a process of this host that no longer runs (its lease need not be waited out)."""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def try_acquire(sessions: sessionmaker[Session], name: str, holder: str, ttl: dt.timedelta) -> bool:
-    """Take the lease if it is free or expired; True when this holder now has it."""
+    """Take the lease if it is free, expired, or left by a dead process of this host; True when taken."""
     now = utcnow()
     with sessions() as session:
         try:
@@ -44,10 +59,16 @@ def try_acquire(sessions: sessionmaker[Session], name: str, holder: str, ttl: dt
         except IntegrityError:
             pass
         with session.begin():
+            existing = session.scalars(select(Lease).where(Lease.name == name)).one_or_none()
+            stale = existing is not None and _dead_local_holder(existing.holder)
+            condition = (Lease.expires_at < now) | (Lease.holder == holder)
+            if stale and existing is not None:
+                condition = condition | (Lease.holder == existing.holder)
             taken = session.execute(
                 update(Lease)
-                .where(Lease.name == name, (Lease.expires_at < now) | (Lease.holder == holder))
+                .where(Lease.name == name, condition)
                 .values(holder=holder, acquired_at=now, expires_at=now + ttl)
+                .execution_options(synchronize_session=False)
             )
             return taken.rowcount == 1  # type: ignore[attr-defined]
 

@@ -26,10 +26,11 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from mutapub.mutations import changesets, leases, packaging
-from mutapub.mutations.diff import BEFORE
+from mutapub.mutations.diff import AFTER, BEFORE
 from mutapub.mutations.errors import Conflict, InputError, MutapubError
 from mutapub.mutations.grants import GrantRule, Policy, effective_policy, to_rule
 from mutapub.mutations.models import (
+    ChangeSet,
     Delivery,
     DeliveryEvent,
     Disclosure,
@@ -156,6 +157,25 @@ def _rows(
         masks[f] = np.asarray(mask, dtype=bool) if mask is not None else np.full(n, op != "D")
     cols["changed"] = changed if changed is not None else pa.array([[]] * n, pa.list_(pa.string()))
     return pa.table(cols), masks
+
+
+def _only_changed_rows_matter(before: Policy, after: Policy, before_args: dict, after_args: dict) -> bool:
+    """Whether a row absent from the change set is judged alike on both sides: the same grants, no
+    related dataset (whose own changes could move a row in or out) and the same followed keys."""
+    if before.grants != after.grants or before.related_datasets or after.related_datasets:
+        return False
+    followed_b, followed_a = before_args.get("followed"), after_args.get("followed")
+    return followed_b is None or followed_a is None or followed_b.equals(followed_a)
+
+
+def changed_rows(changes: pa.Table, schema: Schema) -> tuple[pa.Table, pa.Table]:
+    """The old and new rows of the keys a change set touches, rebuilt from its before/after columns."""
+
+    def side(ops: tuple[str, ...], prefix: str) -> pa.Table:
+        rows = changes.filter(pc.is_in(changes.column("op"), value_set=pa.array(ops)))
+        return pa.table({c: rows.column(c if c in schema.key else prefix + c) for c in schema.column_names})
+
+    return side(("U", "D"), BEFORE), side(("I", "U"), AFTER)
 
 
 def select_initial(policy: Policy, schema: Schema, snapshot: pa.Table, **select_args: object) -> tuple:
@@ -345,12 +365,34 @@ def plan(session: Session, ws: Workspace, snap: Snapshot, now: dt.datetime) -> l
 # --- producing -----------------------------------------------------------------------------------
 
 
-def _read_snapshot(ws: Workspace, snap: Snapshot) -> pa.Table:
-    return pq.read_table(ws.path_in(snap.path))
+class Tables:
+    """Snapshot tables and change sets read once per publish run, shared by every subscriber's delivery."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self._snapshots: dict[int, pa.Table] = {}
+        self._changes: dict[int, pa.Table] = {}
+
+    def snapshot(self, snap: Snapshot) -> pa.Table:
+        """The rows of a stored snapshot."""
+        if snap.id not in self._snapshots:
+            self._snapshots[snap.id] = pq.read_table(self.ws.path_in(snap.path))
+        return self._snapshots[snap.id]
+
+    def changes(self, cs: ChangeSet) -> pa.Table:
+        """The rows of a stored change set."""
+        if cs.id not in self._changes:
+            self._changes[cs.id] = changesets.read(self.ws, cs)
+        return self._changes[cs.id]
+
+    def forget(self, keep: set[int]) -> None:
+        """Drop the snapshots a run no longer needs, to bound memory over a long catch-up."""
+        for sid in [s for s in self._snapshots if s not in keep]:
+            del self._snapshots[sid]
 
 
 def _select_args(
-    ws: Workspace, session: Session, policy: Policy, sub: Subscriber, at: dt.datetime, day: dt.date
+    tables: Tables, session: Session, policy: Policy, sub: Subscriber, at: dt.datetime, day: dt.date
 ) -> dict:
     args: dict = {}
     if policy.needs_followed_keys:
@@ -362,7 +404,7 @@ def _select_args(
             raise PublishError(
                 f"the grants of {sub.code} on {policy.dataset} need {name}, which has no snapshot yet"
             )
-        related[name] = _read_snapshot(ws, snap)
+        related[name] = tables.snapshot(snap)
     if related:
         args["related"] = related
     return args
@@ -377,8 +419,9 @@ class Content:
     change_set_id: int | None
 
 
-def build(ws: Workspace, session: Session, delivery: Delivery) -> Content:
+def build(ws: Workspace, session: Session, delivery: Delivery, tables: Tables | None = None) -> Content:
     """Select a planned delivery's rows again from the stored snapshots and the policy as it was."""
+    tables = tables or Tables(ws)
     sub = session.get(Subscriber, delivery.subscriber_id)
     snap = session.get(Snapshot, delivery.snapshot_id)
     assert sub is not None and snap is not None
@@ -387,11 +430,10 @@ def build(ws: Workspace, session: Session, delivery: Delivery) -> Content:
     after = effective_policy(
         rules_as_of(session, sub, delivery.dataset, at), delivery.dataset, snap.snapshot_date
     )
-    after_args = _select_args(ws, session, after, sub, at, snap.snapshot_date)
-    new = _read_snapshot(ws, snap)
+    after_args = _select_args(tables, session, after, sub, at, snap.snapshot_date)
     change_set_id = None
     if delivery.kind == "initial":
-        table, masks, subjects = select_initial(after, schema, new, **after_args)
+        table, masks, subjects = select_initial(after, schema, tables.snapshot(snap), **after_args)
     else:
         previous = session.scalars(
             select(Delivery).where(
@@ -406,12 +448,16 @@ def build(ws: Workspace, session: Session, delivery: Delivery) -> Content:
         before = effective_policy(
             rules_as_of(session, sub, delivery.dataset, before_at), delivery.dataset, old_snap.snapshot_date
         )
-        before_args = _select_args(ws, session, before, sub, before_at, old_snap.snapshot_date)
+        before_args = _select_args(tables, session, before, sub, before_at, old_snap.snapshot_date)
         cs = changesets.compute(ws, delivery.dataset, old_snap.id, snap.id).change_set
         change_set_id = cs.id
-        changes = changesets.read(ws, cs)
+        changes = tables.changes(cs)
+        if _only_changed_rows_matter(before, after, before_args, after_args):
+            old, new = changed_rows(changes, schema)
+        else:
+            old, new = tables.snapshot(old_snap), tables.snapshot(snap)
         table, masks, subjects = select_delta(
-            before, after, schema, _read_snapshot(ws, old_snap), new, changes, before_args, after_args
+            before, after, schema, old, new, changes, before_args, after_args
         )
     fields = tuple(delivery.fields)
     content = packaging.DeliveryContent(
@@ -445,12 +491,27 @@ def _crash_point(step: str) -> None:
         os._exit(99)
 
 
+def _staging(ws: Workspace) -> Path:
+    """Where publication writes before renaming: its own folder in the staging area (same filesystem)."""
+    if not ws.staging_dir.is_dir():
+        raise PublishError(f"the staging directory {ws.staging_dir} is missing: run `mutapub init` again")
+    folder = ws.staging_dir / "publish"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def _clear_staging(ws: Workspace) -> None:
+    """Remove what a crashed publisher left in staging; called only while holding the publish lease."""
+    folder = ws.staging_dir / "publish"
+    if folder.is_dir():
+        for leftover in folder.iterdir():
+            leftover.unlink(missing_ok=True)
+
+
 @contextmanager
 def _staged(ws: Workspace, name: str) -> Iterator[Path]:
     """A file in the staging area, removed if the block fails before moving it away."""
-    if not ws.staging_dir.is_dir():
-        raise PublishError(f"the staging directory {ws.staging_dir} is missing: run `mutapub init` again")
-    tmp = ws.staging_dir / f"{uuid.uuid4().hex}-{name}"
+    tmp = _staging(ws) / f"{uuid.uuid4().hex}-{name}"
     try:
         yield tmp
     finally:
@@ -458,13 +519,13 @@ def _staged(ws: Workspace, name: str) -> Iterator[Path]:
 
 
 def write_files(
-    ws: Workspace, session: Session, delivery: Delivery, target: Path
+    ws: Workspace, session: Session, delivery: Delivery, target: Path, tables: Tables | None = None
 ) -> tuple[packaging.Written, Content]:
     """Write a delivery's data file and manifest into `target` (a folder), each atomically, data first."""
     sub = session.get(Subscriber, delivery.subscriber_id)
     snap = session.get(Snapshot, delivery.snapshot_id)
     assert sub is not None and snap is not None
-    built = build(ws, session, delivery)
+    built = build(ws, session, delivery, tables)
     env = _envelope(delivery, sub.code)
     target.mkdir(parents=True, exist_ok=True)
     inner = delivery.file_name.removesuffix(".zip")
@@ -517,7 +578,7 @@ def write_files(
     return written, built
 
 
-def produce(ws: Workspace, delivery_id: int) -> Delivery:
+def produce(ws: Workspace, delivery_id: int, tables: Tables | None = None) -> Delivery:
     """Write one planned delivery into the outbox and mark it published, with its disclosures."""
     with ws.sessions() as session:
         delivery = session.get(Delivery, delivery_id)
@@ -527,7 +588,7 @@ def produce(ws: Workspace, delivery_id: int) -> Delivery:
         sub = session.get(Subscriber, delivery.subscriber_id)
         assert sub is not None
         target = _outbox(ws, sub.code, delivery.dataset)
-        written, built = write_files(ws, session, delivery, target)
+        written, built = write_files(ws, session, delivery, target, tables)
         if True:  # one transaction: the row is published together with its disclosures
             delivery.status = "published"
             delivery.published_at = utcnow()
@@ -581,15 +642,17 @@ def publish(
             session.rollback()
         return report
     with leases.held(ws.sessions, LEASE, wait=wait) as holder:
+        _clear_staging(ws)
         with ws.sessions() as session:
             snaps = _unpublished(session, dataset)
+        tables = Tables(ws)
         for snap in snaps:
             moment = now or utcnow()
             with ws.sessions() as session, session.begin():
                 ids = [d.id for d in plan(session, ws, snap, moment)]
             _crash_point("after-plan")
             for delivery_id in ids:
-                d = produce(ws, delivery_id)
+                d = produce(ws, delivery_id, tables)
                 report.deliveries.append(Planned(d.path, d.kind, d.seq, d.counts))
                 leases.renew(ws.sessions, LEASE, holder, dt.timedelta(minutes=10))
             with ws.sessions() as session, session.begin():
