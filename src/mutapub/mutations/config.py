@@ -19,6 +19,40 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "database": {"url": ""},
     "log": {"level": "INFO", "format": "text"},
     "publication": {"retention_days": 30},
+    # The unattended job (`mutapub run`, `mutapub scheduler run`); see `mutapub.jobs`.
+    "jobs": {
+        "lock_ttl_seconds": 600,
+        "catch_up_days": 31,
+        "min_free_mb": 200,
+        "inbox_settle_seconds": 10,
+        "timezone": "Europe/Brussels",
+    },
+}
+
+# Sections made of named tables (`[sources.persons]`, `[schedules.kbo]`): each table's keys and their
+# typed defaults. Names are free; keys are checked like any setting. No environment overrides.
+NAMED_TABLES: dict[str, dict[str, Any]] = {
+    "sources": {
+        "kind": "local",  # local | sftp
+        "path": "",  # the drop directory, or the remote directory for sftp
+        "glob": "*",
+        "format": "csv",  # csv: one snapshot file per date; kbo: KBO Open Data full/update ZIPs
+        "complete": ["marker", "checksum", "stable"],  # accepted proofs that a file is complete
+        "stable_seconds": 30.0,
+        "date_offset_days": 0,  # snapshot date = date in the file name + this
+        "host": "",
+        "port": 22,
+        "user": "",
+        "private_key": "",
+        "known_hosts": "",
+        "timeout_seconds": 30.0,
+    },
+    "schedules": {
+        "cron": "30 2 * * *",
+        "timezone": "",  # empty: jobs.timezone
+        "date_offset_days": -1,  # business date = local date of the run + this (a night run does yesterday)
+        "enabled": True,
+    },
 }
 
 # Environment variables that are not settings, so they are never read as overrides.
@@ -74,10 +108,15 @@ def load_settings(
 
 def merge_settings(file_values: Mapping[str, Any], environ: Mapping[str, str], *, source: str) -> dict:
     """Defaults, then the file, then `MUTAPUB_<SECTION>_<KEY>`; unknown names and wrong types are errors."""
-    merged = {section: dict(keys) for section, keys in DEFAULTS.items()}
+    merged: dict[str, dict[str, Any]] = {section: dict(keys) for section, keys in DEFAULTS.items()}
+    merged |= {section: {} for section in NAMED_TABLES}
     for section, keys in file_values.items():
+        if section in NAMED_TABLES and isinstance(keys, dict):
+            merged[section] = _named_tables(section, keys, source)
+            continue
         if section not in DEFAULTS or not isinstance(keys, dict):
-            raise ConfigError(f"{source}: unknown section [{section}] (known: {', '.join(DEFAULTS)})")
+            known = ", ".join([*DEFAULTS, *NAMED_TABLES])
+            raise ConfigError(f"{source}: unknown section [{section}] (known: {known})")
         for key, value in keys.items():
             merged[section][key] = _typed(section, key, value, source)
     for name, raw in environ.items():
@@ -88,6 +127,31 @@ def merge_settings(file_values: Mapping[str, Any], environ: Mapping[str, str], *
             continue
         merged[env_section][key] = _typed(env_section, key, _parse_env(raw, DEFAULTS[env_section][key]), name)
     return merged
+
+
+def _named_tables(section: str, tables: Mapping[str, Any], source: str) -> dict[str, dict[str, Any]]:
+    """`[section.<name>]` tables, each with its keys checked and defaults filled in."""
+    defaults = NAMED_TABLES[section]
+    out: dict[str, dict[str, Any]] = {}
+    for name, keys in tables.items():
+        if not isinstance(keys, dict):
+            raise ConfigError(f"{source}: {section}.{name} must be a table [{section}.{name}]")
+        entry = dict(defaults)
+        for key, value in keys.items():
+            if key not in defaults:
+                raise ConfigError(
+                    f"{source}: unknown setting {section}.{name}.{key} (known: {', '.join(defaults)})"
+                )
+            expected = type(defaults[key])
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+                raise ConfigError(
+                    f"{source}: {section}.{name}.{key} must be {expected.__name__}, got {value!r}"
+                )
+            entry[key] = value
+        out[name] = entry
+    return out
 
 
 def _split_env_name(name: str) -> tuple[str | None, str]:
@@ -140,4 +204,31 @@ format = "text"
 
 [publication]
 retention_days = 30
+
+[jobs]
+# The nightly job (`mutapub run`) and its scheduler (`mutapub scheduler run`).
+lock_ttl_seconds = 600       # a lock left by a crashed run is taken over after this long
+catch_up_days = 31           # at start-up the scheduler catches up missed dates this far back
+min_free_mb = 200            # a run fails before publishing when the workspace has less free space
+inbox_settle_seconds = 10    # inbox uploads younger than this are left for the next run
+timezone = "Europe/Brussels"
+
+# Where each dataset's snapshots come from (see README, "Running unattended"):
+# [sources.persons]
+# kind = "local"                  # or "sftp" (host, port, user, private_key, known_hosts)
+# path = "/srv/drop/persons"
+# glob = "persons_*.csv"
+# complete = ["marker", "checksum", "stable"]
+#
+# [sources.kbo]                   # the seven kbo_* datasets from KBO Open Data ZIPs
+# kind = "local"
+# path = "/srv/drop/kbo"
+# glob = "KboOpenData_*.zip"
+# format = "kbo"
+# date_offset_days = -1           # the file of the 12th holds the snapshot of the 11th
+#
+# When the scheduler runs them (cron in the time zone; the night of the 12th does the 11th):
+# [schedules.persons]
+# cron = "30 2 * * *"
+# timezone = "Europe/Brussels"
 """
