@@ -27,6 +27,24 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "inbox_settle_seconds": 10,
         "timezone": "Europe/Brussels",
     },
+    # The FTPS server (`mutapub serve`); the README's "FTPS server" documents each setting.
+    "ftps": {
+        "host": "0.0.0.0",
+        "port": 2121,
+        "implicit_port": 0,
+        "passive_ports": "60000-60199",
+        "masquerade_address": "",
+        "certfile": "",
+        "keyfile": "",
+        "tls_session_reuse": "off",
+        "max_connections": 256,
+        "max_connections_per_ip": 16,
+        "ban_after_failures": 5,
+        "ban_seconds": 900,
+        "idle_timeout": 300,
+        "login_failure_delay": 3,
+        "tracking_queue_size": 10000,
+    },
 }
 
 # Sections made of named tables (`[sources.persons]`, `[schedules.kbo]`): each table's keys and their
@@ -212,6 +230,24 @@ catch_up_days = 31           # at start-up the scheduler catches up missed dates
 min_free_mb = 200            # a run fails before publishing when the workspace has less free space
 inbox_settle_seconds = 10    # inbox uploads younger than this are left for the next run
 timezone = "Europe/Brussels"
+
+[ftps]
+# The FTPS server (`mutapub serve`): explicit FTPS (AUTH TLS) on host:port; 0 = implicit TLS off.
+host = "0.0.0.0"
+port = 2121
+implicit_port = 0
+passive_ports = "60000-60199"
+masquerade_address = ""        # the address PASV announces behind NAT; empty: the local address
+certfile = ""                  # empty: certs/server.pem of this workspace (`mutapub certs selfsigned`)
+keyfile = ""                   # empty: certs/server.key
+tls_session_reuse = "off"      # off | required: data connections must resume the control's TLS session
+max_connections = 256
+max_connections_per_ip = 16
+ban_after_failures = 5         # failed logins from one address within ban_seconds before it is banned
+ban_seconds = 900
+idle_timeout = 300
+login_failure_delay = 3        # seconds before a failed login is answered
+tracking_queue_size = 10000    # records held in memory before they spill to the journal file
 
 # Where each dataset's snapshots come from (see README, "Running unattended"):
 # [sources.persons]
