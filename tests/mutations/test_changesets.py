@@ -144,7 +144,7 @@ def test_change_sets_are_byte_identical_across_workspaces(
         [row(i, street="Molenstraat" if i % 5 == 0 else "Kerkstraat") for i in range(300, 2, -1)],
     )
     digests = []
-    for name, at_ingest in (("one", True), ("two", False)):  # computed from memory at ingest, or from files
+    for name, at_ingest in (("one", True), ("two", False)):  # computed at ingest, or by `diff`
         ws, _ = init_workspace(tmp_path / name)
         ingest_file(ws, "persons", day1, dt.date(2025, 10, 1))
         ingest_file(ws, "persons", day2, dt.date(2025, 10, 2), diff=at_ingest)

@@ -67,13 +67,8 @@ def compute(
     dataset: str,
     from_id: int | None = None,
     to_id: int | None = None,
-    *,
-    new_table: pa.Table | None = None,
 ) -> DiffResult:
-    """The change set between two snapshots (default: the two latest), computed once and stored.
-
-    `new_table`, the newer snapshot's rows already in memory (right after its ingest), saves reading it back.
-    """
+    """The change set between two snapshots (default: the two latest), computed once and stored."""
     schema = load_schema(dataset)
     with ws.sessions() as session:
         old, new = _pick_pair(session, dataset, from_id, to_id)
@@ -84,8 +79,9 @@ def compute(
         _check_version(snap, schema)
     from mutapub.mutations import diff as engine  # DuckDB is loaded only when a change set is computed
 
-    new_side = new_table if new_table is not None else ws.path_in(new.path)
-    changes = engine.diff_files(ws.path_in(old.path), new_side, schema, ws.staging_dir / "duckdb-spill")
+    changes = engine.diff_files(
+        ws.path_in(old.path), ws.path_in(new.path), schema, ws.staging_dir / "duckdb-spill"
+    )
     final = ws.changesets_dir / dataset / f"{old.id}-{new.id}.parquet"
     final.parent.mkdir(parents=True, exist_ok=True)
     ws.staging_dir.mkdir(parents=True, exist_ok=True)

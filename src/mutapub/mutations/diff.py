@@ -102,19 +102,11 @@ def diff(old: pa.Table, new: pa.Table, schema: Schema) -> pa.Table:
         con.close()
 
 
-def diff_files(old: Path, new: Path | pa.Table, schema: Schema, spill_dir: Path | None = None) -> pa.Table:
-    """`diff` on stored Parquet snapshots, streamed by DuckDB so neither is loaded whole.
-
-    `new` may also be the new snapshot's table still in memory right after its ingest.
-    """
+def diff_files(old: Path, new: Path, schema: Schema, spill_dir: Path | None = None) -> pa.Table:
+    """`diff` on two stored Parquet snapshots, streamed by DuckDB so neither is loaded whole."""
     con = duck.connect(spill_dir)
     try:
-        if isinstance(new, pa.Table):
-            con.register("new_snapshot", new.select(list(schema.column_names)))
-            new_ref = "new_snapshot"
-        else:
-            new_ref = f"read_parquet({duck.literal(new)})"
-        return _run(con, schema, f"read_parquet({duck.literal(old)})", new_ref)
+        return _run(con, schema, f"read_parquet({duck.literal(old)})", f"read_parquet({duck.literal(new)})")
     finally:
         con.close()
 

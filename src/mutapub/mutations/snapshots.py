@@ -70,8 +70,8 @@ def ingest_file(
 ) -> IngestResult:
     """Ingest one snapshot file of `dataset`; refuse it whole, registering nothing, if any row is bad.
 
-    With `diff`, a snapshot newer than every other is diffed against the previous one at once, while
-    its rows are still in memory: the nightly job needs that change set next anyway.
+    With `diff`, a snapshot newer than every other is diffed against the previous one at once: the
+    nightly job needs that change set next anyway.
     """
     schema = load_schema(dataset)
     path = Path(path)
@@ -82,7 +82,11 @@ def ingest_file(
     source = reading.detect(path)
     with ThreadPoolExecutor(1) as pool:  # hashing overlaps parsing: both release the GIL
         sha = pool.submit(file_sha256, path)
-        return _ingest(ws, schema, path, source, sha, snapshot_date, replace, diff)
+        result = _ingest(ws, schema, path, source, sha, snapshot_date, replace)
+    if diff and result.status != "unchanged":
+        pa.default_memory_pool().release_unused()  # hand the parsed rows' memory back before DuckDB runs
+        result.change_set = _diff_with_previous(ws, result.snapshot)
+    return result
 
 
 def _ingest(
@@ -93,7 +97,6 @@ def _ingest(
     sha: Future[str],
     snapshot_date: dt.date,
     replace: bool,
-    diff: bool,
 ) -> IngestResult:
     dataset = schema.name
     with ws.sessions() as session:
@@ -122,13 +125,12 @@ def _ingest(
         )
     finally:
         tmp.unlink(missing_ok=True)
-    result = IngestResult(snap, "replaced" if existing is not None else "registered", warnings)
-    if diff:
-        result.change_set = _diff_with_previous(ws, snap, table)
-    return result
+    return IngestResult(snap, "replaced" if existing is not None else "registered", warnings)
 
 
-def _diff_with_previous(ws: Workspace, snap: Snapshot, table: pa.Table) -> ChangeSet | None:
+def _diff_with_previous(ws: Workspace, snap: Snapshot) -> ChangeSet | None:
+    # From the stored files, once the ingested rows are freed: DuckDB streams Parquet with less memory
+    # (and no more time) than it scans the Arrow table still in memory.
     with ws.sessions() as session:
         previous = latest_snapshot(session, snap.dataset, before=snap.snapshot_date)
         newest = latest_snapshot(session, snap.dataset)
@@ -136,7 +138,7 @@ def _diff_with_previous(ws: Workspace, snap: Snapshot, table: pa.Table) -> Chang
         return None
     from mutapub.mutations import changesets  # changesets builds on this module
 
-    return changesets.compute(ws, snap.dataset, previous.id, snap.id, new_table=table).change_set
+    return changesets.compute(ws, snap.dataset, previous.id, snap.id).change_set
 
 
 def read_validated(source: reading.Source, schema: Schema) -> tuple[pa.Table, list[str]]:
