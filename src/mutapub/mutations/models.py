@@ -240,3 +240,47 @@ class Lease(Base):
     holder: Mapped[str] = mapped_column(String(256))
     acquired_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Transfer(Base):
+    """One file transfer on the FTPS server (a RETR or a STOR), complete or not, as it happened."""
+
+    __tablename__ = "transfers"
+    __table_args__ = (Index("ix_transfers_delivery", "delivery_id", "subscriber_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    # The server's id of the record, so that replaying its journal after a crash writes nothing twice.
+    record_id: Mapped[str] = mapped_column(String(32), unique=True)
+    session: Mapped[str] = mapped_column(String(32))
+    subscriber_id: Mapped[int | None] = mapped_column(ForeignKey("subscribers.id"), nullable=True)
+    subscriber: Mapped[str] = mapped_column(String(64), index=True)
+    direction: Mapped[str] = mapped_column(String(8))  # "download" or "upload"
+    path: Mapped[str] = mapped_column(String(1024))  # as the subscriber sees it, e.g. /outbox/persons/…
+    delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id"), nullable=True)
+    remote: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    ended_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    rest_offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    complete: Mapped[bool] = mapped_column(Boolean, default=False)
+    tls_version: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    tls_cipher: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class Login(Base):
+    """One login attempt on the FTPS server, accepted or refused, with the reason of a refusal."""
+
+    __tablename__ = "logins"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    record_id: Mapped[str] = mapped_column(String(32), unique=True)
+    session: Mapped[str] = mapped_column(String(32))
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    username: Mapped[str] = mapped_column(String(64), index=True)  # as typed, cut to 64 characters
+    subscriber_id: Mapped[int | None] = mapped_column(ForeignKey("subscribers.id"), nullable=True)
+    remote: Mapped[str] = mapped_column(String(64))
+    ok: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(String(128), default="")
+    tls_version: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    tls_cipher: Mapped[str | None] = mapped_column(String(64), nullable=True)
