@@ -284,3 +284,32 @@ class Login(Base):
     reason: Mapped[str] = mapped_column(String(128), default="")
     tls_version: Mapped[str | None] = mapped_column(String(16), nullable=True)
     tls_cipher: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class Run(Base):
+    """One attempt of the nightly job for a dataset (or source) and business date; `jobs.runs` writes it.
+
+    A date is done once one attempt is `done`; failed attempts stay as the record of why, and the
+    next attempt of the same date gets the next `attempt` number.
+    """
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        UniqueConstraint("dataset", "run_date", "attempt", name="uq_runs_attempt"),
+        Index("ix_runs_dataset_date", "dataset", "run_date"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(64))
+    run_date: Mapped[dt.date] = mapped_column(Date)
+    attempt: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # running | done | failed
+    trigger: Mapped[str] = mapped_column(String(16))  # cli | schedule | catch-up
+    holder: Mapped[str] = mapped_column(String(128))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    steps: Mapped[list] = mapped_column(JSON, default=list)
+    counts: Mapped[dict] = mapped_column(JSON, default=dict)
+    deliveries: Mapped[int] = mapped_column(Integer, default=0)
+    failed_step: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
