@@ -448,3 +448,12 @@ def test_disclosures_find_an_enterprise_written_either_way(workspace: Workspace)
     assert first is not None
     dotted = run_json("disclosures", "0502.503.253")
     assert dotted and dotted == run_json("disclosures", "0502503253")
+
+
+def test_a_published_snapshot_cannot_be_replaced(workspace: Workspace, tmp_path: Path) -> None:
+    _scenario(workspace, tmp_path)
+    publication.publish(workspace)
+    other = write(tmp_path / "other.csv", DAY1[:2])
+    result = run_cli("snapshot", "ingest", "persons", str(other), "--date", "2025-10-02", "--replace")
+    assert result.returncode == 1 and "already published" in result.stderr
+    assert [s["rows"] for s in run_json("snapshot", "list")] == [4, 6]

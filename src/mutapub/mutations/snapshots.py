@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from mutapub.mutations import reading
 from mutapub.mutations.errors import Conflict, InputError, NotFound
-from mutapub.mutations.models import ChangeSet, Snapshot
+from mutapub.mutations.models import ChangeSet, Delivery, Snapshot
 from mutapub.mutations.validation import Findings, Problem, normalise_table
 from mutapub.mutations.workspace import Workspace
 from mutapub.schemas import Schema, load_schema
@@ -108,6 +108,11 @@ def _ingest(
                 raise Conflict(
                     f"{path}: {dataset} already has snapshot {existing.id} for {snapshot_date} from another file "
                     f"({existing.source}); use --replace to replace it"
+                )
+            if published_from(session, existing):
+                raise Conflict(
+                    f"{path}: snapshot {existing.id} of {dataset} for {snapshot_date} was already published to "
+                    "subscribers and cannot be replaced; ingest the correction as the next day's snapshot"
                 )
     table, warnings = read_validated(source, schema)
     check_unique(table, schema, source)
@@ -252,6 +257,12 @@ def check_unique(table: pa.Table, schema: Schema, source: reading.Source) -> Non
             ]
         )
     )
+
+
+def published_from(session: Session, snap: Snapshot) -> bool:
+    """Whether any delivery (planned or published) was made from this snapshot."""
+    used = select(Delivery.id).where((Delivery.snapshot_id == snap.id) | (Delivery.from_snapshot_id == snap.id))
+    return session.scalars(used.limit(1)).first() is not None
 
 
 def find_snapshot(session: Session, dataset: str, snapshot_date: dt.date) -> Snapshot | None:
