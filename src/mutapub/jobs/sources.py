@@ -434,14 +434,15 @@ class Fetched:
 
 def fetch(ws: Workspace, cfg: SourceConfig, conn: Connector, offer: Offer) -> Fetched:
     """Copy an offered file into `incoming/<source>/` (temp file, fsync, rename), checking its size and,
-    when a checksum was given, its SHA-256; a file already fetched with the same bytes is reused."""
+    when a checksum was given, its SHA-256."""
     folder = incoming_dir(ws, cfg.name)
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / offer.name
-    if final.exists() and final.stat().st_size == offer.size:
-        sha = _sha256_file(final)
-        if offer.sha256 is None or sha == offer.sha256:
-            return Fetched(final, offer.size, sha, verified=offer.sha256 is not None, reused=True)
+    # a copy kept from an earlier attempt is reused only when a checksum proves it the same file: a
+    # source may replace a bad file by a corrected one of the same size
+    same_size = final.exists() and final.stat().st_size == offer.size
+    if offer.sha256 is not None and same_size and _sha256_file(final) == offer.sha256:
+        return Fetched(final, offer.size, offer.sha256, verified=True, reused=True)
     tmp = folder / f".{offer.name}.{uuid.uuid4().hex[:8]}.part"
     digest = hashlib.sha256()
     try:
