@@ -55,3 +55,62 @@ def disclosures(ws: Workspace, subject: str) -> list[dict[str, Any]]:
         }
         for op, d, code, day in rows
     ]
+
+
+# --- downloads (recorded by the FTPS server's writer thread) ---------------------------------------
+
+
+def downloads(
+    ws: Workspace, *, subscriber: str | None = None, since: dt.datetime | None = None
+) -> list[dict[str, Any]]:
+    """Every download (one RETR, complete or not) as recorded by the FTPS server, oldest first."""
+    from mutapub.mutations.models import Transfer
+
+    query = (
+        select(Transfer, Delivery.seq, Delivery.dataset)
+        .outerjoin(Delivery, Delivery.id == Transfer.delivery_id)
+        .where(Transfer.direction == "download")
+        .order_by(Transfer.started_at, Transfer.id)
+    )
+    if subscriber:
+        query = query.where(Transfer.subscriber == subscriber)
+    if since is not None:
+        query = query.where(Transfer.started_at >= since)
+    with ws.sessions() as session:
+        rows = session.execute(query).all()
+    return [
+        {
+            "subscriber": t.subscriber,
+            "path": t.path,
+            "dataset": dataset,
+            "delivery_seq": seq,
+            "rest_offset": t.rest_offset,
+            "bytes": t.bytes,
+            "size": t.size,
+            "complete": t.complete,
+            "remote": t.remote,
+            "started": _ts(t.started_at),
+            "ended": _ts(t.ended_at),
+            "tls_version": t.tls_version,
+            "tls_cipher": t.tls_cipher,
+        }
+        for t, seq, dataset in rows
+    ]
+
+
+def not_downloaded(
+    ws: Workspace, *, older_than: dt.timedelta | None = None, now: dt.datetime | None = None
+) -> list[tuple[Delivery, str]]:
+    """Published deliveries that their subscriber has not downloaded in full, with the subscriber's
+    code; with `older_than`, only those published longer ago than that."""
+    query = (
+        select(Delivery, Subscriber.code)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(Delivery.status == "published", Delivery.first_downloaded_at.is_(None))
+        .order_by(Subscriber.code, Delivery.dataset, Delivery.seq)
+    )
+    if older_than is not None:
+        now = now or dt.datetime.now(dt.UTC)
+        query = query.where(Delivery.published_at <= now - older_than)
+    with ws.sessions() as session:
+        return [(d, code) for d, code in session.execute(query).all()]

@@ -51,22 +51,41 @@ def deliveries() -> None:
 @click.option("--subscriber", help="Only this subscriber (code).")
 @click.option("--dataset", help="Only this dataset.")
 @click.option("--status", type=click.Choice(["planned", "published", "expired"]), help="Only this status.")
+@click.option(
+    "--not-downloaded", is_flag=True, help="Only published deliveries not yet downloaded in full."
+)
+@click.option("--older-than", help="With --not-downloaded: only those published longer ago, e.g. 2d or 12h.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @handle_errors
-def list_(subscriber: str | None, dataset: str | None, status: str | None, as_json: bool) -> None:
+def list_(
+    subscriber: str | None,
+    dataset: str | None,
+    status: str | None,
+    not_downloaded: bool,
+    older_than: str | None,
+    as_json: bool,
+) -> None:
     """List deliveries by subscriber, dataset and sequence number.
 
     \b
     Example:
       mutapub deliveries list --subscriber gent --json
+      mutapub deliveries list --not-downloaded --older-than 2d
     """
     from mutapub.mutations.publication import as_dict, list_deliveries
     from mutapub.mutations.workspace import open_workspace
 
-    rows = [
-        as_dict(*r)
-        for r in list_deliveries(open_workspace(), subscriber=subscriber, dataset=dataset, status=status)
-    ]
+    if older_than and not not_downloaded:
+        raise click.UsageError("--older-than goes with --not-downloaded")
+    ws = open_workspace()
+    found = list_deliveries(ws, subscriber=subscriber, dataset=dataset, status=status)
+    if not_downloaded:
+        from mutapub.mutations.tracking import not_downloaded as pending
+
+        age = _duration(older_than) if older_than else None
+        ids = {d.id for d, _code in pending(ws, older_than=age)}  # type: ignore[arg-type]
+        found = [r for r in found if r[0].id in ids]
+    rows = [as_dict(*r) for r in found]
     if as_json:
         print_json(rows)
     else:
