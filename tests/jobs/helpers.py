@@ -31,11 +31,9 @@ def configure(ws: Workspace, toml: str) -> Workspace:
 def persons_source(ws: Workspace, drop: Path, **extra: str) -> Workspace:
     """A local persons source on `drop`, files complete by marker, inbox uploads taken at once."""
     drop.mkdir(parents=True, exist_ok=True)
+    extra.setdefault("complete", '["marker"]')
     lines = "".join(f"{k} = {v}\n" for k, v in extra.items())
-    return configure(
-        ws,
-        f'[sources.persons]\npath = "{drop}"\nglob = "persons_*.csv"\ncomplete = ["marker"]\n{lines}',
-    )
+    return configure(ws, f'[sources.persons]\npath = "{drop}"\nglob = "persons_*.csv"\n{lines}')
 
 
 def drop_file(drop: Path, day: dt.date, lines: list[str], marker: bool = True) -> Path:
