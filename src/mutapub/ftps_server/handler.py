@@ -64,6 +64,13 @@ def ssl_context(settings: FtpsSettings) -> SSL.Context:
     return ctx
 
 
+class _Empty:
+    """A producer of nothing (asynchat's interface)."""
+
+    def more(self) -> bytes:
+        return b""
+
+
 def session_reused(conn: Any) -> bool:
     """Whether a pyOpenSSL connection resumed an earlier TLS session."""
     from OpenSSL._util import lib  # pyOpenSSL has no public call for SSL_session_reused
@@ -189,6 +196,16 @@ def build_handler(
                 self.respond("521 The data connection is not encrypted.")
                 return
             super().process_command(cmd, *args, **kwargs)
+
+        def push_dtp_data(
+            self, data: Any, isproducer: bool = False, file: Any = None, cmd: Any = None
+        ) -> None:
+            # An empty listing pushed as b"" makes asynchat send() zero bytes, which pyOpenSSL reports
+            # as an EOF while the handshake runs: the data connection dropped before TLS was up.
+            # As a producer that yields nothing, it ends after the handshake like an empty file.
+            if not isproducer and not data:
+                data, isproducer = _Empty(), True
+            super().push_dtp_data(data, isproducer, file, cmd)
 
         # --- commands
 
