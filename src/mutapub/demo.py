@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import csv
+import ftplib
+import hashlib
 import json
 import os
+import re
 import secrets
 import shlex
+import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -48,7 +53,7 @@ def _followed_persons(day1: Path, count: int) -> list[str]:
 
 
 def main() -> None:
-    """Build a workspace, subscribers and grants; ingest persons and KBO; publish; summarise."""
+    """Subscribers and grants, the sources, the job for each date, FTPS downloads, and a report."""
     started = time.perf_counter()
     home = Path(tempfile.mkdtemp(prefix="mutapub-demo-"))
     env = {**os.environ, "MUTAPUB_HOME": str(home), "MUTAPUB_ACTOR": "demo"}
@@ -132,24 +137,42 @@ def main() -> None:
         env=env,
     )
 
-    print(f"\n# two days of a generated persons register ({PERSONS_ROWS:,} people, valid INSZ numbers)")
-    day1, day2 = write_persons_pair(PERSONS_ROWS, home / "inbox")
+    print(
+        f"\n# the sources: a drop directory with two days of a generated persons register ({PERSONS_ROWS:,}"
+    )
+    print("# people: valid INSZ numbers, moves, births, deaths) and the real KBO Open Data extracts")
+    drop = home / "drop"
+    (drop / "persons").mkdir(parents=True)
+    (drop / "kbo").mkdir()
+    day1, day2 = write_persons_pair(PERSONS_ROWS, home / "generated")
+    for src, day in ((day1, "2025-10-10"), (day2, "2025-10-11")):
+        _drop(src, drop / "persons" / f"persons_{day}.csv")
+    for name in ("KboOpenData_0146_2025_10_11_Full.zip", "KboOpenData_0147_2025_10_12_Update.zip"):
+        _drop(KBO / name, drop / "kbo" / name)
+    with open(home / "mutapub.toml", "a", encoding="utf-8") as fh:
+        fh.write(SOURCES.format(drop=drop))
     followed = _followed_persons(day1, FOLLOWED)
-    keys_file = home / "inbox" / "followed.csv"
+    keys_file = home / "generated" / "followed.csv"
     keys_file.write_text("insz\n" + "\n".join(followed) + "\n", encoding="utf-8")
     mutapub("follow", "add", "ocmw-gent", "persons", "--file", str(keys_file), env=env)
-    mutapub("snapshot", "ingest", "persons", str(day1), "--date", "2025-10-10", env=env)
-    mutapub("snapshot", "ingest", "persons", str(day2), "--date", "2025-10-11", env=env)
 
-    print("\n# the real KBO Open Data extracts: the full extract 146, then the daily update 147")
-    for name in ("KboOpenData_0146_2025_10_11_Full.zip", "KboOpenData_0147_2025_10_12_Update.zip"):
-        mutapub("snapshot", "ingest-kbo", str(KBO / name), env=env)
+    print("\n# the publication job, for every date the sources offer")
+    print(mutapub("run", env=env).rstrip())
+    print(mutapub("runs", "list", env=env).rstrip())
 
-    print("\n# publication: one file per subscriber, dataset and snapshot")
-    mutapub("publish", env=env)
+    print("\n# the FTPS server on loopback; each subscriber downloads its files")
+    print(mutapub("certs", "selfsigned", "--host", "localhost", env=env).rstrip())
+    server, port = _start_server(env)
+    try:
+        fetched = {code: _download_all(code, passwords[code], port, home) for code in passwords}
+    finally:
+        server.terminate()  # SIGTERM: sessions close and every transfer record is written
+        server.wait(timeout=60)
+    for code, files in fetched.items():
+        print(f"  {code}: {len(files)} file(s) downloaded over FTPS, each matching its manifest's SHA-256")
+
     deliveries = json.loads(mutapub("deliveries", "list", "--json", env=env))
-
-    print("\nDeliveries")
+    print("\nReport")
     print(
         f"  {'subscriber':<11} {'dataset':<18} {'seq':>3} {'kind':<8} {'I':>7} {'U':>6} {'D':>6}  downloaded"
     )
@@ -164,13 +187,109 @@ def main() -> None:
     for subject in (person, enterprise):
         if subject:
             print(f"\nWho received data on {subject}?")
-            print(mutapub("disclosures", subject, env=env))
-    print(f"Done in {time.perf_counter() - started:.0f} s. Look around with:")
-    print(f"  export MUTAPUB_HOME={home}")
-    print("  .venv/bin/mutapub deliveries list")
-    print(f"  .venv/bin/mutapub disclosures {person or 'INSZ'}")
-    print("  .venv/bin/mutapub grant list")
-    print(f"  ls {home / 'publish' / 'gent' / 'outbox' / 'persons'}")
+            print(mutapub("disclosures", subject, env=env).rstrip())
+    fingerprint = _fingerprint(home / "certs" / "server.pem")
+    print(f"""
+Try it by hand (the demo stopped its server; start it again in another terminal):
+  MUTAPUB_HOME={home} .venv/bin/mutapub serve --host 127.0.0.1 --port {DEMO_PORT}
+  port {DEMO_PORT}, user gent, password {passwords["gent"]}
+  certificate SHA-256 fingerprint {fingerprint}
+  lftp -u 'gent,{passwords["gent"]}' -e 'set ftp:ssl-force true; set ftp:ssl-protect-data true; \
+set ssl:ca-file {home / "certs" / "server.pem"}; ls -R /outbox; bye' localhost:{DEMO_PORT}
+  curl --ssl-reqd --cacert {home / "certs" / "server.pem"} -u 'gent:{passwords["gent"]}' \
+ftp://localhost:{DEMO_PORT}/outbox/persons/
+
+Done in {time.perf_counter() - started:.0f} s. The workspace is {home}; look around with:
+  export MUTAPUB_HOME={home}
+  .venv/bin/mutapub deliveries list
+  .venv/bin/mutapub disclosures {person or "INSZ"}
+  .venv/bin/mutapub runs list
+  .venv/bin/mutapub downloads list""")
+
+
+SOURCES = """
+[sources.persons]
+kind = "local"
+path = "{drop}/persons"
+glob = "persons_*.csv"
+complete = ["marker"]
+
+[sources.kbo]
+kind = "local"
+path = "{drop}/kbo"
+glob = "KboOpenData_*.zip"
+format = "kbo"
+date_offset_days = -1
+complete = ["marker"]
+"""
+DEMO_PORT = 2121
+
+
+def _drop(src: Path, dest: Path) -> None:
+    """Deliver a file into a drop directory the way a source system should: the file, then its marker."""
+    shutil.copyfile(src, dest)
+    dest.with_name(dest.name + ".done").touch()
+
+
+def _start_server(env: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
+    """`mutapub serve` on a free loopback port; its port, read from its `listening on` line."""
+    print("$ mutapub serve --host 127.0.0.1 --port 0", flush=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mutapub.mutations.cli", "serve", "--host", "127.0.0.1", "--port", "0"],
+        env={**env, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        match = re.search(r"listening on [^ ]*:(\d+)", line)
+        if match:
+            print(f"  {line.strip()}")
+            return proc, int(match[1])
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise SystemExit("demo failed: the FTPS server did not start")
+
+
+def _download_all(code: str, password: str, port: int, home: Path) -> list[str]:
+    """Log in as a subscriber over explicit FTPS, verifying the server's certificate, and fetch every
+    data file of its outbox with its manifest; refuse a file whose SHA-256 differs from the manifest's."""
+    ctx = ssl.create_default_context(cafile=str(home / "certs" / "server.pem"))
+    ftp = ftplib.FTP_TLS(context=ctx)
+    ftp.connect("localhost", port, timeout=30)
+    ftp.login(code, password)
+    ftp.prot_p()
+    target = home / "downloads" / code
+    fetched = []
+    for dataset, _facts in ftp.mlsd("/outbox"):
+        for name, facts in sorted(ftp.mlsd(f"/outbox/{dataset}")):
+            if facts.get("type") != "file" or not name.endswith(".manifest.json"):
+                continue
+            data_name = name.removesuffix(".manifest.json")
+            manifest = json.loads(_retrieve(ftp, f"/outbox/{dataset}/{name}"))
+            data = _retrieve(ftp, f"/outbox/{dataset}/{data_name}")
+            if hashlib.sha256(data).hexdigest() != manifest["file"]["sha256"]:
+                raise SystemExit(f"demo failed: {code}/{data_name} does not match its manifest")
+            (target / dataset).mkdir(parents=True, exist_ok=True)
+            (target / dataset / data_name).write_bytes(data)
+            fetched.append(data_name)
+    ftp.quit()
+    return fetched
+
+
+def _retrieve(ftp: ftplib.FTP_TLS, path: str) -> bytes:
+    buf = bytearray()
+    ftp.retrbinary(f"RETR {path}", buf.extend)
+    return bytes(buf)
+
+
+def _fingerprint(pem: Path) -> str:
+    der = ssl.PEM_cert_to_DER_cert(pem.read_text(encoding="ascii"))
+    return ":".join(re.findall("..", hashlib.sha256(der).hexdigest().upper()))
 
 
 def _a_disclosed_subject(deliveries: list[dict], home: Path, code: str, dataset: str) -> str | None:
