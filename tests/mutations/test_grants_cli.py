@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 import pytest
+from tests.conftest import run_cli
 
-from conftest import run_cli
 from mutapub.mutations import audit as audit_trail
 from mutapub.mutations import follows, grants, subscribers
 from mutapub.mutations.commands.audit import audit
