@@ -560,7 +560,12 @@ def test_a_slow_password_check_does_not_stall_other_sessions(
     monkeypatch.setattr(SubscriberAuthorizer, "refusal", slow)
     srv = start_server(published)
     add_subscriber(published, "brugge")
-    t = threading.Thread(target=lambda: client(srv.port, "leuven", PW + "-x"), daemon=True)
+
+    def slow_login() -> None:
+        with pytest.raises(ftplib.error_perm):
+            client(srv.port, "leuven", PW + "-x")
+
+    t = threading.Thread(target=slow_login, daemon=True)
     t.start()
     time.sleep(0.3)
     began = time.monotonic()
