@@ -574,3 +574,27 @@ def test_a_slow_password_check_does_not_stall_other_sessions(
     f.quit()
     assert time.monotonic() - began < 2
     t.join(10)
+
+
+def test_listings_ignore_ls_options(published: Workspace, start_server) -> None:
+    """lftp's `ls -R /outbox` sends "LIST -R /outbox": the options are dropped, the folder listed."""
+    srv = start_server(published)
+    path, _data, _ = _inner(published)
+    folder, name = path.rsplit("/", 1)
+    with client(srv.port) as ftp:
+        lines: list[str] = []
+        ftp.retrlines(f"LIST -la {folder}", lines.append)
+        assert any(line.endswith(name) for line in lines)
+        assert name in [n.rsplit("/", 1)[-1] for n in ftp.nlst(f"-R {folder}")]
+    if shutil.which("lftp"):
+        script = (
+            "set ssl:verify-certificate no; set ftp:ssl-force true; set ftp:ssl-protect-data true; "
+            f"set net:max-retries 1; set net:timeout 10; ls -R {folder}; bye"
+        )
+        out = subprocess.run(
+            ["lftp", "-u", f"gent,{PW}", "-e", script, f"127.0.0.1:{srv.port}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0 and name in out.stdout, out.stderr

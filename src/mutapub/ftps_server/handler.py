@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from mutapub.ftps_server.filesystem import SubscriberFS
 from mutapub.ftps_server.settings import FtpsSettings
 from mutapub.ftps_server.tracking import Store, new_id, now
 from mutapub.mutations.errors import ConfigError
+
+_LS_OPTIONS = re.compile(r"^(?:-[A-Za-z]+\s+)+")
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +199,14 @@ def build_handler(
                 self.respond("521 The data connection is not encrypted.")
                 return
             super().process_command(cmd, *args, **kwargs)
+
+        def pre_process_command(self, line: str, cmd: str, arg: str) -> None:
+            # Clients send ls options with LIST/NLST (lftp's `ls -R /outbox` sends "LIST -R /outbox");
+            # pyftpdlib knows only a bare "-a"/"-l"/"-al"/"-la" and reads the rest as a path. Listings
+            # always have one format here, so leading options are dropped, as vsftpd does.
+            if cmd in ("LIST", "NLST") and arg.startswith("-"):
+                arg = _LS_OPTIONS.sub("", arg + " ").strip()
+            super().pre_process_command(line, cmd, arg)
 
         def push_dtp_data(
             self, data: Any, isproducer: bool = False, file: Any = None, cmd: Any = None
