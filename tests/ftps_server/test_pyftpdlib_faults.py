@@ -133,3 +133,12 @@ def test_a_session_directory_is_not_the_process_directory(published: Workspace, 
     f.cwd("/outbox/persons")
     assert os.getcwd() == before  # stock AbstractedFS.chdir calls os.chdir, shared by every thread
     f.quit()
+
+
+def test_mlsd_unix_mode_is_octal_as_clients_read_it(published: Workspace, start_server) -> None:
+    """Stock pyftpdlib answers "unix.mode=0o644" (Python's oct()); lftp's mirror then makes mode-0 files."""
+    srv = start_server(published)
+    with client(srv.port) as ftp:
+        ftp.sendcmd("OPTS MLST type;size;modify;unix.mode;perm;")
+        modes = [facts["unix.mode"] for _name, facts in ftp.mlsd("/outbox") if "unix.mode" in facts]
+    assert modes and all(m.startswith("0") and not m.startswith("0o") and int(m, 8) for m in modes)

@@ -67,7 +67,13 @@ class SubscriberFS(AbstractedFS):
     def format_mlsx(self, basedir: str, listing: Any, perms: str, facts: Any, ignore_err: bool = True) -> Any:
         """MLSD/MLST facts with the permissions of the directory listed, not the session's union."""
         perms = self.cmd_channel.authorizer.perms_for(self.cmd_channel.username, basedir)
-        return super().format_mlsx(basedir, listing, perms, facts, ignore_err)
+        for line in super().format_mlsx(basedir, listing, perms, facts, ignore_err):
+            # pyftpdlib writes Python 3's oct(): "unix.mode=0o644", which clients (lftp's mirror) read
+            # as no permission at all; RFC 3659 implementations write "0644".
+            if isinstance(line, bytes):
+                yield line.replace(b"unix.mode=0o", b"unix.mode=0")
+            else:
+                yield line.replace("unix.mode=0o", "unix.mode=0")
 
     def get_user_by_uid(self, uid: int) -> str:
         """Listings name no server account."""
