@@ -261,7 +261,9 @@ def check_unique(table: pa.Table, schema: Schema, source: reading.Source) -> Non
 
 def published_from(session: Session, snap: Snapshot) -> bool:
     """Whether any delivery (planned or published) was made from this snapshot."""
-    used = select(Delivery.id).where((Delivery.snapshot_id == snap.id) | (Delivery.from_snapshot_id == snap.id))
+    used = select(Delivery.id).where(
+        (Delivery.snapshot_id == snap.id) | (Delivery.from_snapshot_id == snap.id)
+    )
     return session.scalars(used.limit(1)).first() is not None
 
 

@@ -51,9 +51,7 @@ def deliveries() -> None:
 @click.option("--subscriber", help="Only this subscriber (code).")
 @click.option("--dataset", help="Only this dataset.")
 @click.option("--status", type=click.Choice(["planned", "published", "expired"]), help="Only this status.")
-@click.option(
-    "--not-downloaded", is_flag=True, help="Only published deliveries not yet downloaded in full."
-)
+@click.option("--not-downloaded", is_flag=True, help="Only published deliveries not yet downloaded in full.")
 @click.option("--older-than", help="With --not-downloaded: only those published longer ago, e.g. 2d or 12h.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @handle_errors
