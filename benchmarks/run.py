@@ -843,6 +843,22 @@ def bench_disclosures(ctx: Context) -> Report:
 
 
 # --------------------------------------------------------------------------------------------------
+# ftps: mutapub's FTPS server against a bare pyftpdlib TLS server (benchmarks/ftps_bench.py)
+# --------------------------------------------------------------------------------------------------
+
+
+@benchmark("ftps")
+def bench_ftps(ctx: Context) -> Report:
+    """One 500 MB download and 100 concurrent 1 MB sessions, mutapub's server against bare pyftpdlib."""
+    import ftps_bench  # next to this script; standard library only at import, so this process stays small
+
+    md, data = ftps_bench.compare(
+        ctx.data, repeat=max(ctx.args.repeat, 3), mutapub=mutapub_command(), env_of=workspace_env, log=log
+    )
+    return Report(md, data)
+
+
+# --------------------------------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------------------------------
 
