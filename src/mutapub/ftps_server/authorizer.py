@@ -113,13 +113,19 @@ class SubscriberAuthorizer:
         self.store = store
         self.guard = guard
         self.today = today or (lambda: dt.datetime.now(dt.UTC).date())
+        # scrypt is slow and memory-hard on purpose: a hundred logins at once would each hold its working
+        # memory while sharing the cores. At most one check per core runs; the others wait their turn.
+        self._hashing = threading.BoundedSemaphore(os.cpu_count() or 2)
 
     def refusal(self, username: str, password: str, handler: Any) -> str | None:
         """Why `username` may not log in with `password` over `handler`'s connection, or None."""
         with self.store.sessions() as session:
             sub = session.scalars(select(Subscriber).where(Subscriber.code == username)).one_or_none()
         # The password is checked first, whatever the account's state, so refusals take equal time.
-        good = verify_password(password, sub.password_hash if sub and sub.password_hash else _dummy_hash())
+        with self._hashing:
+            good = verify_password(
+                password, sub.password_hash if sub and sub.password_hash else _dummy_hash()
+            )
         if sub is None:
             return "unknown subscriber"
         if not good:
