@@ -154,6 +154,8 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("subscriber_id", "dataset", "seq", name="uq_deliveries_seq"),
         UniqueConstraint("subscriber_id", "dataset", "snapshot_id", name="uq_deliveries_snapshot"),
+        # the FTPS server finds the delivery behind every transfer by subscriber and path
+        Index("ix_deliveries_subscriber_path", "subscriber_id", "path"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
