@@ -26,6 +26,8 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
+            # 64 MiB of page cache (the default is 2 MiB): the disclosure index grows by millions a day
+            cur.execute("PRAGMA cache_size=-65536")
             cur.close()
 
         return engine

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -92,16 +93,17 @@ def rules_as_of(session: Session, sub: Subscriber, dataset: str, at: dt.datetime
 
 def followed_as_of(session: Session, sub: Subscriber, dataset: str, at: dt.datetime) -> pa.Array:
     """The subjects the subscriber followed in `dataset` at `at`."""
-    rows = session.scalars(
-        select(FollowedKey).where(FollowedKey.subscriber_id == sub.id, FollowedKey.dataset == dataset)
-    )
-    keys = sorted(
-        {
-            r.subject_key
-            for r in rows
-            if _utc(r.added_at) <= at and (r.removed_at is None or _utc(r.removed_at) > at)
-        }
-    )
+    keys = session.scalars(
+        select(FollowedKey.subject_key)
+        .where(
+            FollowedKey.subscriber_id == sub.id,
+            FollowedKey.dataset == dataset,
+            FollowedKey.added_at <= at,
+            (FollowedKey.removed_at.is_(None)) | (FollowedKey.removed_at > at),
+        )
+        .distinct()
+        .order_by(FollowedKey.subject_key)
+    ).all()
     return pa.array(keys, pa.string())
 
 
@@ -372,6 +374,7 @@ class Tables:
         self.ws = ws
         self._snapshots: dict[int, pa.Table] = {}
         self._changes: dict[int, pa.Table] = {}
+        self._changed_rows: dict[int, tuple[pa.Table, pa.Table]] = {}
 
     def snapshot(self, snap: Snapshot) -> pa.Table:
         """The rows of a stored snapshot."""
@@ -385,10 +388,17 @@ class Tables:
             self._changes[cs.id] = changesets.read(self.ws, cs)
         return self._changes[cs.id]
 
-    def forget(self, keep: set[int]) -> None:
-        """Drop the snapshots a run no longer needs, to bound memory over a long catch-up."""
-        for sid in [s for s in self._snapshots if s not in keep]:
-            del self._snapshots[sid]
+    def changed_rows(self, cs: ChangeSet, schema: Schema) -> tuple[pa.Table, pa.Table]:
+        """The old and new rows of the keys a change set touches (see `changed_rows`), built once."""
+        if cs.id not in self._changed_rows:
+            self._changed_rows[cs.id] = changed_rows(self.changes(cs), schema)
+        return self._changed_rows[cs.id]
+
+    def keep_only(self, snapshot_id: int) -> None:
+        """Forget all but one snapshot (the next day's deltas start from it): bounded memory in a catch-up."""
+        self._snapshots = {k: v for k, v in self._snapshots.items() if k == snapshot_id}
+        self._changes.clear()
+        self._changed_rows.clear()
 
 
 def _select_args(
@@ -453,7 +463,7 @@ def build(ws: Workspace, session: Session, delivery: Delivery, tables: Tables | 
         change_set_id = cs.id
         changes = tables.changes(cs)
         if _only_changed_rows_matter(before, after, before_args, after_args):
-            old, new = changed_rows(changes, schema)
+            old, new = tables.changed_rows(cs, schema)
         else:
             old, new = tables.snapshot(old_snap), tables.snapshot(snap)
         table, masks, subjects = select_delta(
@@ -596,19 +606,29 @@ def produce(ws: Workspace, delivery_id: int, tables: Tables | None = None) -> De
             delivery.rows = written.rows
             delivery.inserts, delivery.updates, delivery.deletes = (written.counts.get(o, 0) for o in "IUD")
             delivery.change_set_id = built.change_set_id
-            ops = built.content.table.column("op").to_pylist()
-            subjects = built.subjects.to_pylist()
-            if subjects:
-                session.execute(
-                    insert(Disclosure),
-                    [
-                        {"delivery_id": delivery.id, "subject": s, "op": o}
-                        for s, o in zip(subjects, ops, strict=True)
-                    ],
-                )
+            record_disclosures(session, delivery.id, built.subjects, built.content.table.column("op"))
         session.commit()
         _crash_point("after-commit")
         return delivery
+
+
+def record_disclosures(session: Session, delivery_id: int, subjects: pa.Array, ops: pa.ChunkedArray) -> None:
+    """Write the disclosure log of one delivery in bulk, in subject order (kind to the subject index).
+
+    Through the database driver, not the ORM: an initial extract can disclose millions of subjects.
+    """
+    if not len(subjects):
+        return
+    rows = pa.table({"subject": subjects, "op": ops}).sort_by("subject")
+    values = list(zip(rows.column("subject").to_pylist(), rows.column("op").to_pylist(), strict=True))
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        with cursor.copy("COPY disclosures (delivery_id, subject, op) FROM STDIN") as copy:
+            for subject, op in values:
+                copy.write_row((delivery_id, subject, op))
+        return
+    conn.execute(insert(Disclosure), [{"delivery_id": delivery_id, "subject": s, "op": o} for s, o in values])
 
 
 def _unpublished(session: Session, dataset: str | None) -> list[Snapshot]:
@@ -651,13 +671,17 @@ def publish(
             with ws.sessions() as session, session.begin():
                 ids = [d.id for d in plan(session, ws, snap, moment)]
             _crash_point("after-plan")
+            renewed = time.monotonic()
             for delivery_id in ids:
                 d = produce(ws, delivery_id, tables)
                 report.deliveries.append(Planned(d.path, d.kind, d.seq, d.counts))
-                leases.renew(ws.sessions, LEASE, holder, dt.timedelta(minutes=10))
+                if time.monotonic() - renewed > 60:  # the lease lasts ten minutes; renew well before
+                    leases.renew(ws.sessions, LEASE, holder, dt.timedelta(minutes=10))
+                    renewed = time.monotonic()
             with ws.sessions() as session, session.begin():
                 session.add(PublishedSnapshot(snapshot_id=snap.id, published_at=utcnow()))
             report.snapshots.append((snap.dataset, snap.snapshot_date, snap.id))
+            tables.keep_only(snap.id)
     return report
 
 
