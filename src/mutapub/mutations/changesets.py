@@ -1,23 +1,26 @@
-"""Computing, storing and reading change sets between registered snapshots."""
+"""Computing, storing and reading change sets between registered snapshots.
+
+Arrow, DuckDB and the snapshot store are imported where they are used: asking for a change set that
+is already stored (what `mutapub diff` mostly does) then needs only the database.
+"""
 
 from __future__ import annotations
 
 import os
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mutapub.mutations.diff import AFTER, BEFORE
 from mutapub.mutations.errors import Conflict, InputError, NotFound
 from mutapub.mutations.models import ChangeSet, Snapshot
-from mutapub.mutations.snapshots import file_sha256, get_snapshot
 from mutapub.mutations.workspace import Workspace
 from mutapub.schemas import Schema, load_schema
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @dataclass
@@ -28,13 +31,20 @@ class DiffResult:
     created: bool
 
 
+def _snapshot(session: Session, snapshot_id: int) -> Snapshot:
+    snap = session.get(Snapshot, snapshot_id)
+    if snap is None:
+        raise NotFound(f"no snapshot {snapshot_id}: see `mutapub snapshot list`")
+    return snap
+
+
 def _pick_pair(
     session: Session, dataset: str, from_id: int | None, to_id: int | None
 ) -> tuple[Snapshot, Snapshot]:
     if (from_id is None) != (to_id is None):
         raise InputError("give both --from and --to, or neither (the two latest snapshots)")
     if from_id is not None and to_id is not None:
-        old, new = get_snapshot(session, from_id), get_snapshot(session, to_id)
+        old, new = _snapshot(session, from_id), _snapshot(session, to_id)
         for s in (old, new):
             if s.dataset != dataset:
                 raise InputError(f"snapshot {s.id} is of {s.dataset}, not {dataset}")
@@ -77,7 +87,10 @@ def compute(
             return DiffResult(done, created=False)
     for snap in (old, new):
         _check_version(snap, schema)
-    from mutapub.mutations import diff as engine  # DuckDB is loaded only when a change set is computed
+    import pyarrow.parquet as pq
+
+    from mutapub.mutations import diff as engine
+    from mutapub.mutations.snapshots import file_sha256
 
     changes = engine.diff_files(
         ws.path_in(old.path), ws.path_in(new.path), schema, ws.staging_dir / "duckdb-spill"
@@ -141,11 +154,15 @@ def list_all(ws: Workspace, dataset: str | None = None) -> list[ChangeSet]:
 
 def read(ws: Workspace, cs: ChangeSet) -> pa.Table:
     """The rows of a stored change set."""
+    import pyarrow.parquet as pq
+
     return pq.read_table(ws.path_in(cs.path))
 
 
 def as_records(changes: pa.Table, schema: Schema, limit: int | None = None) -> list[dict[str, Any]]:
     """Change rows as JSON-ready objects: `op`, `key`, `changes` (U: field → [before, after]), `row` (I, D)."""
+    from mutapub.mutations.diff import AFTER, BEFORE
+
     if limit is not None:
         changes = changes.slice(0, limit)
     out: list[dict[str, Any]] = []

@@ -22,7 +22,7 @@ def _valid_shape(values: pa.Array, pattern: str) -> np.ndarray:
     return pc.fill_null(shape, False).to_numpy(zero_copy_only=False)
 
 
-def _fixed_width_digits(values: pa.Array, width: int) -> np.ndarray | None:
+def fixed_width_digits(values: pa.Array, width: int) -> np.ndarray | None:
     """The digits of every value as an (n, width) array when all are present and exactly `width`
     ASCII digits, read straight from Arrow's buffers; None otherwise (the caller takes the slow path)."""
     if values.null_count or not len(values) or values.type != pa.string():
@@ -54,7 +54,7 @@ def iso_dates_fast(values: pa.Array) -> np.ndarray | None:
     digits = chars - np.uint8(ord("0"))
     shape_ok = (chars[:, 4] == ord("-")) & (chars[:, 7] == ord("-"))
     shape_ok &= (np.delete(digits, [4, 7], axis=1) <= 9).all(axis=1)
-    year, month, day = _number(digits[:, 0:4]), _number(digits[:, 5:7]), _number(digits[:, 8:10])
+    year, month, day = number(digits[:, 0:4]), number(digits[:, 5:7]), number(digits[:, 8:10])
     leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
     month_days = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[np.clip(month, 0, 12)]
     month_days = month_days + (leap & (month == 2))
@@ -64,7 +64,16 @@ def iso_dates_fast(values: pa.Array) -> np.ndarray | None:
     return invalid
 
 
-def _number(digits: np.ndarray) -> np.ndarray:
+def keys_width(values: pa.Array) -> int:
+    """The byte length of the first value (what `fixed_width_digits` then expects of every value)."""
+    if not len(values) or values.null_count or values.type != pa.string():
+        return 0
+    _validity, offsets_buf, _data = values.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=np.int32)[values.offset : values.offset + 2]
+    return int(offsets[1] - offsets[0])
+
+
+def number(digits: np.ndarray) -> np.ndarray:
     """The integers spelled by rows of digits, accumulated column by column to keep memory flat."""
     out = np.zeros(digits.shape[0], dtype=np.int64)
     for i in range(digits.shape[1]):
@@ -75,9 +84,9 @@ def _number(digits: np.ndarray) -> np.ndarray:
 
 def insz(values: pa.Array) -> tuple[pa.Array, np.ndarray]:
     """11 digits whose last two are 97 − (first nine mod 97), or the same with 2 prefixed (born ≥ 2000)."""
-    fast = _fixed_width_digits(values, 11)
+    fast = fixed_width_digits(values, 11)
     if fast is not None:  # the usual case: a whole column of well-formed numbers, checked in numpy
-        base, check = _number(fast[:, :9]), _number(fast[:, 9:])
+        base, check = number(fast[:, :9]), number(fast[:, 9:])
         good = (97 - base % 97 == check) | (97 - (2_000_000_000 + base) % 97 == check)
         return values, ~good
     ok = _valid_shape(values, r"^[0-9]{11}$")
