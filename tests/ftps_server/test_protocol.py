@@ -246,48 +246,48 @@ def test_outbox_is_read_only_and_nothing_is_deleted(published: Workspace, start_
 
 def test_inbox_takes_new_uploads_only_and_lists_only_them(published: Workspace, start_server) -> None:
     srv = start_server(published)
-    inbox = published.publish_dir / "gent" / "inbox"
+    inbox = published.publish_dir / "gent" / "inbox" / "persons"
     f = client(srv.port)
-    assert f.nlst("/inbox") == []
-    f.storbinary("STOR /inbox/volgers-één.csv", io.BytesIO(b"insz\n85073003328\n"))
+    # one folder per dataset the subscriber has a grant on, made at login; nothing goes in /inbox itself
+    assert [n.rsplit("/", 1)[-1] for n in f.nlst("/inbox")] == ["persons"]
+    assert f.nlst("/inbox/persons") == []
+    with pytest.raises(ftplib.error_perm):
+        f.storbinary("STOR /inbox/follow-add-root.csv", io.BytesIO(b"insz\n"))
+    with pytest.raises(ftplib.error_perm):
+        f.mkd("/inbox/vehicles")
+    f.storbinary("STOR /inbox/persons/volgers-één.csv", io.BytesIO(b"insz\n85073003328\n"))
     assert (inbox / "volgers-één.csv").read_bytes() == b"insz\n85073003328\n"
-    assert f.nlst("/inbox") == ["/inbox/volgers-één.csv"] or f.nlst("/inbox") == ["volgers-één.csv"]
+    assert [n.rsplit("/", 1)[-1] for n in f.nlst("/inbox/persons")] == ["volgers-één.csv"]
     assert [p.name for p in inbox.iterdir()] == ["volgers-één.csv"]  # no temporary file left
     for action in (
-        lambda: f.storbinary("STOR /inbox/volgers-één.csv", io.BytesIO(b"other")),
-        lambda: f.storbinary("APPE /inbox/volgers-één.csv", io.BytesIO(b"more")),
-        lambda: f.storbinary("STOR /inbox/volgers-één.csv", io.BytesIO(b"more"), rest=3),
-        lambda: f.delete("/inbox/volgers-één.csv"),
-        lambda: f.rename("/inbox/volgers-één.csv", "/inbox/x.csv"),
-        lambda: _retr(f, "/inbox/volgers-één.csv"),
+        lambda: f.storbinary("STOR /inbox/persons/volgers-één.csv", io.BytesIO(b"other")),
+        lambda: f.storbinary("APPE /inbox/persons/volgers-één.csv", io.BytesIO(b"more")),
+        lambda: f.storbinary("STOR /inbox/persons/volgers-één.csv", io.BytesIO(b"more"), rest=3),
+        lambda: f.delete("/inbox/persons/volgers-één.csv"),
+        lambda: f.rename("/inbox/persons/volgers-één.csv", "/inbox/persons/x.csv"),
+        lambda: _retr(f, "/inbox/persons/volgers-één.csv"),
     ):
         with pytest.raises(ftplib.error_perm):
             action()
     assert (inbox / "volgers-één.csv").read_bytes() == b"insz\n85073003328\n"
     (inbox / ".hidden").write_text("x")
-    (inbox / "processed").mkdir()
-    assert (
-        sorted(f.nlst("/inbox"))
-        in (["/inbox/processed", "/inbox/volgers-één.csv"], ["processed", "volgers-één.csv"])
-        or True
-    )
-    names = [name for name, _ in f.mlsd("/inbox")]
-    assert ".hidden" not in names
+    names = [name for name, _ in f.mlsd("/inbox/persons")]
+    assert names == ["volgers-één.csv"]  # hidden and temporary files are never listed
     f.quit()
 
 
 def test_an_upload_appears_under_its_name_only_when_complete(published: Workspace, start_server) -> None:
     srv = start_server(published)
-    inbox = published.publish_dir / "gent" / "inbox"
+    inbox = published.publish_dir / "gent" / "inbox" / "persons"
     f = client(srv.port)
     f.voidcmd("TYPE I")
-    conn = f.transfercmd("STOR /inbox/big.csv")
+    conn = f.transfercmd("STOR /inbox/persons/big.csv")
     conn.sendall(b"x" * 100_000)
     deadline = time.time() + 5
     while not [p for p in inbox.iterdir() if p.name.startswith(".big.csv.")] and time.time() < deadline:
         time.sleep(0.05)
     assert not (inbox / "big.csv").exists()
-    assert "big.csv" not in [n.rsplit("/", 1)[-1] for n in client(srv.port).nlst("/inbox")]
+    assert "big.csv" not in [n.rsplit("/", 1)[-1] for n in client(srv.port).nlst("/inbox/persons")]
     conn.unwrap()
     conn.close()  # the upload completes when the data connection closes
     f.voidresp()
@@ -320,7 +320,7 @@ def test_data_connections_are_always_encrypted_whatever_the_order(published: Wor
         "LIST",
         "MLSD",
         "NLST",
-        "STOR /inbox/x",
+        "STOR /inbox/persons/x",
     ):
         with pytest.raises(ftplib.error_perm, match="521"):
             f.sendcmd(cmd)

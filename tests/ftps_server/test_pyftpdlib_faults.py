@@ -119,7 +119,7 @@ def test_empty_listings_and_empty_files_end_cleanly(published: Workspace, start_
     srv = start_server(published)
     for _ in range(10):
         f = client(srv.port)
-        assert f.nlst("/inbox") == []
+        assert f.nlst("/inbox/persons") == []
         buf = bytearray()
         f.retrbinary("RETR /outbox/empty.csv", buf.extend)
         assert buf == b""

@@ -145,7 +145,7 @@ def test_uploads_and_aborted_downloads_are_recorded_as_what_they_were(
     big.write_bytes(os.urandom(8 << 20))
     srv = start_server(workspace)
     f = client(srv.port)
-    f.storbinary("STOR /inbox/keys.csv", io.BytesIO(b"insz\n"))
+    f.storbinary("STOR /inbox/persons/keys.csv", io.BytesIO(b"insz\n"))
     f.voidcmd("TYPE I")
     conn = f.transfercmd("RETR /outbox/big.bin")
     conn.recv(1000)
@@ -158,7 +158,7 @@ def test_uploads_and_aborted_downloads_are_recorded_as_what_they_were(
     with workspace.sessions() as s:
         rows = {t.direction: t for t in s.scalars(select(Transfer))}
     up, down = rows["upload"], rows["download"]
-    assert (up.path, up.bytes, up.size, up.complete) == ("/inbox/keys.csv", 5, 5, True)
+    assert (up.path, up.bytes, up.size, up.complete) == ("/inbox/persons/keys.csv", 5, 5, True)
     assert down.path == "/outbox/big.bin" and down.delivery_id is None
     assert not down.complete and 0 < down.bytes < 8 << 20 and down.size == 8 << 20
 

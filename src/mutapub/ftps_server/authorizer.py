@@ -19,7 +19,7 @@ from pyftpdlib.exceptions import AuthenticationFailed
 from sqlalchemy import select
 
 from mutapub.ftps_server.tracking import Store, now
-from mutapub.mutations.models import Subscriber
+from mutapub.mutations.models import Grant, Subscriber
 from mutapub.mutations.subscribers import hash_password, verify_password
 
 log = logging.getLogger(__name__)
@@ -155,6 +155,7 @@ class SubscriberAuthorizer:
             reason = "internal error"
         if reason is None:
             self.guard.succeeded(handler.remote_ip)
+            self.prepare_home(username)
             return
         version, cipher = tls_info(handler.socket)
         banned = self.guard.failed(handler.remote_ip)
@@ -172,12 +173,23 @@ class SubscriberAuthorizer:
         )
         raise AuthenticationFailed("")
 
-    def get_home_dir(self, username: str) -> str:
-        """`publish/<code>`, with its `inbox` and `outbox` made if they are missing."""
+    def prepare_home(self, username: str) -> None:
+        """Make `outbox`, `inbox` and one `inbox/<dataset>` per dataset the subscriber has a grant on:
+        uploads go into those (subscribers cannot make folders), never into the inbox itself."""
         home = self.store.publish_dir / username
-        for sub in ("outbox", "inbox"):
+        with self.store.sessions() as session:
+            datasets = session.scalars(
+                select(Grant.dataset)
+                .join(Subscriber, Subscriber.id == Grant.subscriber_id)
+                .where(Subscriber.code == username, Grant.revoked_at.is_(None))
+                .distinct()
+            ).all()
+        for sub in ("outbox", "inbox", *(f"inbox/{d}" for d in datasets)):
             (home / sub).mkdir(parents=True, exist_ok=True)
-        return os.path.realpath(home)
+
+    def get_home_dir(self, username: str) -> str:
+        """`publish/<code>` (made at login by `prepare_home`)."""
+        return os.path.realpath(self.store.publish_dir / username)
 
     def perms_for(self, username: str, path: str | None) -> str:
         """The permissions on a real path: list everywhere, download in /outbox, upload in /inbox."""
@@ -185,6 +197,8 @@ class SubscriberAuthorizer:
             return ROOT_PERMS
         home = Path(self.get_home_dir(username))
         real = Path(os.path.realpath(path))
+        if real == home / "inbox" or (real.parent == home / "inbox" and not real.is_dir()):
+            return ROOT_PERMS  # listed and entered, but uploads go into /inbox/<dataset>/
         for area, perms in (("outbox", OUTBOX_PERMS), ("inbox", INBOX_PERMS)):
             if real == home / area or (home / area) in real.parents:
                 return perms
