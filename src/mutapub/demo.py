@@ -195,7 +195,7 @@ Try it by hand (the demo stopped its server; start it again in another terminal)
   port {DEMO_PORT}, user gent, password {passwords["gent"]}
   certificate SHA-256 fingerprint {fingerprint}
   lftp -u 'gent,{passwords["gent"]}' -e 'set ftp:ssl-force true; set ftp:ssl-protect-data true; \
-set ssl:ca-file {home / "certs" / "server.pem"}; ls -R /outbox; mirror /outbox gent-outbox; bye' localhost:{DEMO_PORT}
+set ssl:ca-file {home / "certs" / "server.pem"}; find /outbox; mirror /outbox gent-outbox; bye' localhost:{DEMO_PORT}
   curl --ssl-reqd --cacert {home / "certs" / "server.pem"} -u 'gent:{passwords["gent"]}' \
 ftp://localhost:{DEMO_PORT}/outbox/persons/
 
