@@ -31,8 +31,9 @@ def _start(*args: str) -> subprocess.Popen:
 
 
 def _slow_source(ws: Workspace, tmp_path: Path) -> Workspace:
-    """A source judged complete by a stable size over 2 s: each run holds the lock that long."""
-    ws = persons_source(ws, tmp_path / "drop", complete='["stable"]', stable_seconds="2.0")
+    """A source judged complete by a stable size over 6 s: each run holds the lock that long, well past
+    the start-up of a second process on a busy machine."""
+    ws = persons_source(ws, tmp_path / "drop", complete='["stable"]', stable_seconds="6.0")
     subscriber_with_grant(ws)
     drop_file(tmp_path / "drop", D1, DAY1, marker=False)
     return ws
