@@ -27,7 +27,7 @@ from typing import IO, Any, Protocol
 
 from mutapub.mutations.config import Settings
 from mutapub.mutations.errors import ConfigError, InputError, MutapubError
-from mutapub.mutations.snapshots import date_from_name
+from mutapub.mutations.snapshots import date_from_name, file_sha256
 from mutapub.mutations.workspace import Workspace
 from mutapub.schemas import SchemaError, load_schema
 
@@ -441,7 +441,7 @@ def fetch(ws: Workspace, cfg: SourceConfig, conn: Connector, offer: Offer) -> Fe
     # a copy kept from an earlier attempt is reused only when a checksum proves it the same file: a
     # source may replace a bad file by a corrected one of the same size
     same_size = final.exists() and final.stat().st_size == offer.size
-    if offer.sha256 is not None and same_size and _sha256_file(final) == offer.sha256:
+    if offer.sha256 is not None and same_size and file_sha256(final) == offer.sha256:
         return Fetched(final, offer.size, offer.sha256, verified=True, reused=True)
     tmp = folder / f".{offer.name}.{uuid.uuid4().hex[:8]}.part"
     digest = hashlib.sha256()
@@ -479,11 +479,3 @@ class _Hashing:
     def write(self, data: bytes) -> int:
         self.digest.update(data)
         return self.out.write(data)
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
