@@ -42,7 +42,7 @@ from mutapub.mutations.models import (
     Subscriber,
     utcnow,
 )
-from mutapub.mutations.snapshots import latest_snapshot
+from mutapub.mutations.snapshots import file_sha256, latest_snapshot
 from mutapub.mutations.workspace import Workspace
 from mutapub.schemas import Schema, load_schema
 
@@ -758,7 +758,7 @@ def resend(ws: Workspace, code: str, dataset: str, from_seq: int, actor: str) ->
             if delivery.status == "planned":
                 continue  # not published yet: `mutapub publish` finishes it
             path = target / delivery.file_name
-            if not (path.exists() and _sha256(path) == delivery.sha256):
+            if not (path.exists() and file_sha256(path) == delivery.sha256):
                 written, _ = write_files(ws, session, delivery, target)
                 if written.sha256 != delivery.sha256:
                     raise PublishError(
@@ -774,12 +774,6 @@ def resend(ws: Workspace, code: str, dataset: str, from_seq: int, actor: str) ->
             done.append(delivery)
         session.commit()
     return done
-
-
-def _sha256(path: Path) -> str:
-    from mutapub.mutations.snapshots import file_sha256
-
-    return file_sha256(path)
 
 
 def purge(
