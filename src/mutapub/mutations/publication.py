@@ -84,6 +84,10 @@ def _utc(moment: dt.datetime) -> dt.datetime:
 def rules_as_of(session: Session, sub: Subscriber, dataset: str, at: dt.datetime) -> list[GrantRule]:
     """The subscriber's grants on `dataset` that existed and were not revoked at `at`."""
     rows = session.scalars(select(Grant).where(Grant.subscriber_id == sub.id, Grant.dataset == dataset))
+    return _rules_at(list(rows), sub, at)
+
+
+def _rules_at(rows: Sequence[Grant], sub: Subscriber, at: dt.datetime) -> list[GrantRule]:
     return [
         to_rule(g, sub)
         for g in rows
@@ -91,20 +95,10 @@ def rules_as_of(session: Session, sub: Subscriber, dataset: str, at: dt.datetime
     ]
 
 
-def followed_as_of(session: Session, sub: Subscriber, dataset: str, at: dt.datetime) -> pa.Array:
-    """The subjects the subscriber followed in `dataset` at `at`."""
-    keys = session.scalars(
-        select(FollowedKey.subject_key)
-        .where(
-            FollowedKey.subscriber_id == sub.id,
-            FollowedKey.dataset == dataset,
-            FollowedKey.added_at <= at,
-            (FollowedKey.removed_at.is_(None)) | (FollowedKey.removed_at > at),
-        )
-        .distinct()
-        .order_by(FollowedKey.subject_key)
-    ).all()
-    return pa.array(keys, pa.string())
+def _followed_at(rows: Sequence[tuple[str, dt.datetime, dt.datetime | None]], at: dt.datetime) -> pa.Array:
+    """The subjects followed at `at`, from a subscriber's follow rows (key, added, removed)."""
+    keys = {k for k, added, removed in rows if _utc(added) <= at and (removed is None or _utc(removed) > at)}
+    return pa.array(sorted(keys), pa.string())
 
 
 # --- selecting the rows of a delivery (pure, given the tables) -------------------------------------
@@ -375,6 +369,42 @@ class Tables:
         self._snapshots: dict[int, pa.Table] = {}
         self._changes: dict[int, pa.Table] = {}
         self._changed_rows: dict[int, tuple[pa.Table, pa.Table]] = {}
+        # What every delivery of a subscriber reads again: its grants and follow rows, filtered by time
+        # in Python (they are stored with their times); and the change set of each pair of snapshots.
+        self._grants: dict[tuple[int, str], list[Grant]] = {}
+        self._follows: dict[tuple[int, str], list[tuple[str, dt.datetime, dt.datetime | None]]] = {}
+        self._change_sets: dict[tuple[int, int], ChangeSet] = {}
+
+    def rules(self, session: Session, sub: Subscriber, dataset: str, at: dt.datetime) -> list[GrantRule]:
+        """`rules_as_of`, reading the subscriber's grants once per run."""
+        key = (sub.id, dataset)
+        if key not in self._grants:
+            self._grants[key] = list(
+                session.scalars(select(Grant).where(Grant.subscriber_id == sub.id, Grant.dataset == dataset))
+            )
+        return _rules_at(self._grants[key], sub, at)
+
+    def followed(self, session: Session, sub: Subscriber, dataset: str, at: dt.datetime) -> pa.Array:
+        """The subjects the subscriber followed in `dataset` at `at`, its follow rows read once per run."""
+        key = (sub.id, dataset)
+        if key not in self._follows:
+            self._follows[key] = [
+                (k, added, removed)
+                for k, added, removed in session.execute(
+                    select(FollowedKey.subject_key, FollowedKey.added_at, FollowedKey.removed_at).where(
+                        FollowedKey.subscriber_id == sub.id, FollowedKey.dataset == dataset
+                    )
+                )
+            ]
+        return _followed_at(self._follows[key], at)
+
+    def change_set(self, dataset: str, old_id: int, new_id: int) -> ChangeSet:
+        """The change set between two snapshots, computed or found once per run."""
+        if (old_id, new_id) not in self._change_sets:
+            self._change_sets[(old_id, new_id)] = changesets.compute(
+                self.ws, dataset, old_id, new_id
+            ).change_set
+        return self._change_sets[(old_id, new_id)]
 
     def snapshot(self, snap: Snapshot) -> pa.Table:
         """The rows of a stored snapshot."""
@@ -399,6 +429,7 @@ class Tables:
         self._snapshots = {k: v for k, v in self._snapshots.items() if k == snapshot_id}
         self._changes.clear()
         self._changed_rows.clear()
+        self._change_sets.clear()
 
 
 def _select_args(
@@ -406,7 +437,7 @@ def _select_args(
 ) -> dict:
     args: dict = {}
     if policy.needs_followed_keys:
-        args["followed"] = followed_as_of(session, sub, policy.dataset, at)
+        args["followed"] = tables.followed(session, sub, policy.dataset, at)
     related = {}
     for name in policy.related_datasets:
         snap = latest_snapshot(session, name, before=day + dt.timedelta(days=1))
@@ -438,7 +469,7 @@ def build(ws: Workspace, session: Session, delivery: Delivery, tables: Tables | 
     schema = load_schema(delivery.dataset)
     at = _utc(delivery.policy_at)
     after = effective_policy(
-        rules_as_of(session, sub, delivery.dataset, at), delivery.dataset, snap.snapshot_date
+        tables.rules(session, sub, delivery.dataset, at), delivery.dataset, snap.snapshot_date
     )
     after_args = _select_args(tables, session, after, sub, at, snap.snapshot_date)
     change_set_id = None
@@ -456,10 +487,10 @@ def build(ws: Workspace, session: Session, delivery: Delivery, tables: Tables | 
         assert old_snap is not None
         before_at = _utc(previous.policy_at)
         before = effective_policy(
-            rules_as_of(session, sub, delivery.dataset, before_at), delivery.dataset, old_snap.snapshot_date
+            tables.rules(session, sub, delivery.dataset, before_at), delivery.dataset, old_snap.snapshot_date
         )
         before_args = _select_args(tables, session, before, sub, before_at, old_snap.snapshot_date)
-        cs = changesets.compute(ws, delivery.dataset, old_snap.id, snap.id).change_set
+        cs = tables.change_set(delivery.dataset, old_snap.id, snap.id)
         change_set_id = cs.id
         changes = tables.changes(cs)
         if _only_changed_rows_matter(before, after, before_args, after_args):
