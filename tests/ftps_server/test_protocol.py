@@ -39,6 +39,30 @@ def _retr(f: ftplib.FTP, path: str, rest: int | None = None) -> bytes:
     return bytes(buf)
 
 
+def _curl_get(port: int, path: str, out: Path) -> None:
+    """Download `path` as gent with curl over explicit FTPS (certificate not checked: a test server)."""
+    url = f"ftp://127.0.0.1:{port}/%2F{path[1:]}"
+    subprocess.run(
+        ["curl", "-s", "--ssl-reqd", "-k", "-u", f"gent:{PW}", url, "-o", out], check=True, timeout=30
+    )
+
+
+def _lftp(port: int, commands: str) -> str:
+    """Run lftp commands as gent over explicit FTPS with encrypted data; its output. Fails the test on error."""
+    script = (
+        "set ssl:verify-certificate no; set ftp:ssl-force true; set ftp:ssl-protect-data true; "
+        f"set net:max-retries 1; set net:timeout 10; {commands}; bye"
+    )
+    done = subprocess.run(
+        ["lftp", "-u", f"gent,{PW}", "-e", script, f"127.0.0.1:{port}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def test_ftplib_downloads_byte_exact_and_sees_only_its_tree(published: Workspace, start_server) -> None:
     srv = start_server(published)
     path, data, sha = _inner(published)
@@ -107,33 +131,10 @@ def test_curl_and_lftp_download_byte_exact(published: Workspace, start_server, t
     srv = start_server(published)
     path, data, _ = _inner(published)
     out = tmp_path / "c.bin"
-    subprocess.run(
-        [
-            "curl",
-            "-s",
-            "--ssl-reqd",
-            "-k",
-            "-u",
-            f"gent:{PW}",
-            f"ftp://127.0.0.1:{srv.port}/%2F{path[1:]}",
-            "-o",
-            out,
-        ],
-        check=True,
-        timeout=30,
-    )
+    _curl_get(srv.port, path, out)
     assert out.read_bytes() == data
     out2 = tmp_path / "l.bin"
-    script = (
-        "set ssl:verify-certificate no; set ftp:ssl-force true; set ftp:ssl-protect-data true; "
-        f"set net:max-retries 1; set net:timeout 10; get {path} -o {out2}; bye"
-    )
-    subprocess.run(
-        ["lftp", "-u", f"gent,{PW}", "-e", script, f"127.0.0.1:{srv.port}"],
-        check=True,
-        timeout=60,
-        capture_output=True,
-    )
+    _lftp(srv.port, f"get {path} -o {out2}")
     assert out2.read_bytes() == data
 
 
@@ -422,34 +423,11 @@ def test_tls_session_reuse_required(published: Workspace, start_server, tmp_path
     g.quit()
     if shutil.which("curl"):
         out = tmp_path / "c.bin"
-        subprocess.run(
-            [
-                "curl",
-                "-s",
-                "--ssl-reqd",
-                "-k",
-                "-u",
-                f"gent:{PW}",
-                f"ftp://127.0.0.1:{srv.port}/%2F{path[1:]}",
-                "-o",
-                out,
-            ],
-            check=True,
-            timeout=30,
-        )
+        _curl_get(srv.port, path, out)
         assert out.read_bytes() == data
     if shutil.which("lftp"):
         out2 = tmp_path / "l.bin"
-        script = (
-            "set ssl:verify-certificate no; set ftp:ssl-force true; set ftp:ssl-protect-data true; "
-            f"set net:max-retries 1; set net:timeout 10; get {path} -o {out2}; bye"
-        )
-        subprocess.run(
-            ["lftp", "-u", f"gent,{PW}", "-e", script, f"127.0.0.1:{srv.port}"],
-            check=True,
-            timeout=60,
-            capture_output=True,
-        )
+        _lftp(srv.port, f"get {path} -o {out2}")
         assert out2.read_bytes() == data
 
 
@@ -587,14 +565,4 @@ def test_listings_ignore_ls_options(published: Workspace, start_server) -> None:
         assert any(line.endswith(name) for line in lines)
         assert name in [n.rsplit("/", 1)[-1] for n in ftp.nlst(f"-R {folder}")]
     if shutil.which("lftp"):
-        script = (
-            "set ssl:verify-certificate no; set ftp:ssl-force true; set ftp:ssl-protect-data true; "
-            f"set net:max-retries 1; set net:timeout 10; ls -R {folder}; bye"
-        )
-        out = subprocess.run(
-            ["lftp", "-u", f"gent,{PW}", "-e", script, f"127.0.0.1:{srv.port}"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert out.returncode == 0 and name in out.stdout, out.stderr
+        assert name in _lftp(srv.port, f"ls -R {folder}")
