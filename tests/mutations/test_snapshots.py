@@ -138,3 +138,28 @@ def test_same_input_same_bytes(sqlite_workspace: Workspace, tmp_path: Path) -> N
         sqlite_workspace, "persons", write(tmp_path / "b.csv", lines, newline="\r\n"), D2
     ).snapshot
     assert sqlite_workspace.path_in(one.path).read_bytes() == sqlite_workspace.path_in(two.path).read_bytes()
+
+
+def test_a_parse_started_early_stores_the_same_bytes(sqlite_workspace: Workspace, tmp_path: Path) -> None:
+    from mutapub.mutations import staging
+
+    lines = [row(i, street=f"Straat {i}") for i in range(1, 300)]
+    plain = ingest_file(sqlite_workspace, "persons", write(tmp_path / "a.csv", lines), D1).snapshot
+    path = write(tmp_path / "b.csv", lines)
+    pending = staging.start("persons", path)
+    early = ingest_file(sqlite_workspace, "persons", path, D2, pending=pending).snapshot
+    assert (
+        sqlite_workspace.path_in(plain.path).read_bytes() == sqlite_workspace.path_in(early.path).read_bytes()
+    )
+    with pytest.raises(RuntimeError, match="already taken"):
+        pending.take()
+
+
+def test_a_bad_file_parsed_early_registers_nothing(sqlite_workspace: Workspace, tmp_path: Path) -> None:
+    from mutapub.mutations import staging
+
+    path = write(tmp_path / "p.csv", [row(1), row(1)])  # the same INSZ twice
+    with pytest.raises(InputError, match=r"share their key.*\n.*line 2"):
+        ingest_file(sqlite_workspace, "persons", path, D1, pending=staging.start("persons", path))
+    assert list_snapshots(sqlite_workspace) == []
+    assert list(sqlite_workspace.staging_dir.glob("*")) == []

@@ -22,6 +22,11 @@ def connect(spill_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def load() -> None:
+    """Import DuckDB now (about 0.1 s), e.g. while another thread writes a file it will read."""
+    import duckdb  # noqa: F401
+
+
 def quote(name: str) -> str:
     """A column name quoted for SQL."""
     return '"' + name.replace('"', '""') + '"'

@@ -16,16 +16,8 @@ from sqlalchemy.orm import Session
 
 from mutapub.mutations import reading
 from mutapub.mutations.errors import Conflict, InputError
-from mutapub.mutations.snapshots import (
-    IngestResult,
-    check_unique,
-    file_sha256,
-    find_snapshot,
-    latest_snapshot,
-    read_validated,
-    register,
-    write_parquet,
-)
+from mutapub.mutations.snapshots import IngestResult, find_snapshot, latest_snapshot, register
+from mutapub.mutations.staging import check_unique, file_sha256, read_validated, write_parquet
 from mutapub.mutations.workspace import Workspace
 from mutapub.schemas import Column, Schema, load_schema
 

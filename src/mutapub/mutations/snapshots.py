@@ -1,32 +1,25 @@
-"""Ingesting snapshot files: read, normalise, validate, store as Parquet and register."""
+"""Snapshots in the store: ingesting a file (staged by `staging`), registering, finding and listing."""
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
 import re
-import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mutapub.mutations import reading
+from mutapub.mutations import duck, reading
 from mutapub.mutations.errors import Conflict, InputError
 from mutapub.mutations.models import ChangeSet, Delivery, Snapshot
-from mutapub.mutations.validation import Findings, Problem, normalise_table
-from mutapub.mutations.validators import fixed_width_digits, keys_width, number
+from mutapub.mutations.staging import Pending, file_sha256, parse, write_parquet
 from mutapub.mutations.workspace import Workspace
 from mutapub.schemas import Schema, load_schema
 
-ROW_GROUP = 256_000
 _DATE_IN_NAME = re.compile(r"(?<!\d)(\d{4})[-_]?(\d{2})[-_]?(\d{2})(?!\d)")
 
 
@@ -39,15 +32,6 @@ class IngestResult:
     status: str  # "registered", "unchanged" or "replaced"
     warnings: list[str] = field(default_factory=list)
     change_set: ChangeSet | None = None
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes, as hex."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def date_from_name(name: str) -> dt.date | None:
@@ -68,11 +52,13 @@ def ingest_file(
     *,
     replace: bool = False,
     diff: bool = True,
+    pending: Pending | None = None,
 ) -> IngestResult:
     """Ingest one snapshot file of `dataset`; refuse it whole, registering nothing, if any row is bad.
 
     With `diff`, a snapshot newer than every other is diffed against the previous one at once: the
-    nightly job needs that change set next anyway.
+    nightly job needs that change set next anyway. `pending` is this file's parse if already started
+    (`staging.start`).
     """
     schema = load_schema(dataset)
     path = Path(path)
@@ -80,10 +66,11 @@ def ingest_file(
         snapshot_date = date_from_name(path.name)
         if snapshot_date is None:
             raise InputError(f"{path}: the file name carries no date: give --date YYYY-MM-DD")
-    source = reading.detect(path)
-    with ThreadPoolExecutor(1) as pool:  # hashing overlaps parsing: both release the GIL
+    with ThreadPoolExecutor(
+        1
+    ) as pool:  # hashing and writing overlap parsing and imports: all release the GIL
         sha = pool.submit(file_sha256, path)
-        result = _ingest(ws, schema, path, source, sha, snapshot_date, replace)
+        result = _ingest(ws, schema, path, pending, sha, pool, snapshot_date, replace, diff)
     if diff and result.status != "unchanged":
         pa.default_memory_pool().release_unused()  # hand the parsed rows' memory back before DuckDB runs
         result.change_set = _diff_with_previous(ws, result.snapshot)
@@ -94,10 +81,12 @@ def _ingest(
     ws: Workspace,
     schema: Schema,
     path: Path,
-    source: reading.Source,
+    pending: Pending | None,
     sha: Future[str],
+    pool: ThreadPoolExecutor,
     snapshot_date: dt.date,
     replace: bool,
+    diff: bool,
 ) -> IngestResult:
     dataset = schema.name
     with ws.sessions() as session:
@@ -115,9 +104,11 @@ def _ingest(
                     f"{path}: snapshot {existing.id} of {dataset} for {snapshot_date} was already published to "
                     "subscribers and cannot be replaced; ingest the correction as the next day's snapshot"
                 )
-    table, warnings = read_validated(source, schema)
-    check_unique(table, schema, source)
-    tmp = write_parquet(ws, table, schema)
+    parsed = pending.take() if pending is not None else parse(reading.detect(path), schema)
+    staged = pool.submit(write_parquet, ws, parsed.table, schema)
+    if diff:
+        duck.load()  # while the Parquet file is written
+    tmp = staged.result()
     try:
         snap = register(
             ws,
@@ -126,12 +117,12 @@ def _ingest(
             snapshot_date=snapshot_date,
             source=str(path.absolute()),
             sha256=sha.result(),
-            rows=table.num_rows,
+            rows=parsed.table.num_rows,
             replace=replace,
         )
     finally:
         tmp.unlink(missing_ok=True)
-    return IngestResult(snap, "replaced" if existing is not None else "registered", warnings)
+    return IngestResult(snap, "replaced" if existing is not None else "registered", parsed.warnings)
 
 
 def _diff_with_previous(ws: Workspace, snap: Snapshot) -> ChangeSet | None:
@@ -145,129 +136,6 @@ def _diff_with_previous(ws: Workspace, snap: Snapshot) -> ChangeSet | None:
     from mutapub.mutations import changesets  # changesets builds on this module
 
     return changesets.compute(ws, snap.dataset, previous.id, snap.id).change_set
-
-
-def read_validated(source: reading.Source, schema: Schema) -> tuple[pa.Table, list[str]]:
-    """Read and normalise a source, with warnings about values kept despite a failed check.
-
-    InputError names the line and column of the first ten refused values and counts them all.
-    """
-    findings = Findings()
-    table = normalise_table(reading.read_table(source, schema), schema, findings)
-    _raise_findings(source, schema, findings)
-    return table, _warnings(source, schema, findings)
-
-
-def arrow_schema(schema: Schema) -> pa.Schema:
-    """The Arrow schema of a stored snapshot: every column text, in schema order."""
-    return pa.schema([(c, pa.string()) for c in schema.column_names])
-
-
-def write_parquet(ws: Workspace, table: pa.Table, schema: Schema) -> Path:
-    """Write a table to a new Parquet file in the staging area, fsynced; return its path.
-
-    LZ4 without statistics, dictionaries for the value columns (not the key, which is unique): about
-    a sixth of the CSV's size, quick to write, and DuckDB fingerprints dictionary pages quickly in diffs.
-    """
-    ws.staging_dir.mkdir(parents=True, exist_ok=True)
-    tmp = ws.staging_dir / f"{schema.name}-{uuid.uuid4().hex}.parquet"
-    try:
-        pq.write_table(
-            table.cast(arrow_schema(schema)),
-            tmp,
-            compression="lz4",
-            use_dictionary=list(schema.value_columns),
-            write_statistics=False,
-            row_group_size=ROW_GROUP,
-        )
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
-
-
-def _where(source: reading.Source, line: int | None) -> str:
-    if line is None:
-        return "somewhere"
-    return f"row {line}" if source.kind == "parquet" else f"line {line}"
-
-
-def _describe(source: reading.Source, problems: list[Problem], fmt_lines: dict[int, int]) -> list[str]:
-    return [
-        f"  {_where(source, fmt_lines.get(p.row))}, column {p.column}: {p.value!r} {p.reason}"
-        if p.value is not None
-        else f"  {_where(source, fmt_lines.get(p.row))}, column {p.column}: {p.reason}"
-        for p in problems
-    ]
-
-
-def _raise_findings(source: reading.Source, schema: Schema, findings: Findings) -> None:
-    if not findings.error_count:
-        return
-    lines = reading.locate_rows(source, schema.input_format, [p.row for p in findings.errors])
-    shown = len(findings.errors)
-    head = f"{source.label}: {findings.error_count} invalid value(s), nothing registered"
-    if findings.error_count > shown:
-        head += f" (first {shown} shown)"
-    raise InputError("\n".join([head + ":", *_describe(source, findings.errors, lines)]))
-
-
-def _warnings(source: reading.Source, schema: Schema, findings: Findings) -> list[str]:
-    if not findings.warning_count:
-        return []
-    lines = reading.locate_rows(source, schema.input_format, [p.row for p in findings.warnings])
-    head = f"{source.label}: {findings.warning_count} value(s) kept despite failing a check"
-    return [head + ":", *_describe(source, findings.warnings, lines)]
-
-
-def _all_distinct(keys: pa.Array) -> bool:
-    """Whether no value of a key column repeats; identifiers of equal width made of digits (INSZ) are
-    compared as sorted integers, many times faster than hashing strings."""
-    digits = fixed_width_digits(keys, keys_width(keys))
-    if digits is not None and digits.shape[1] <= 18:
-        ordered = np.sort(number(digits))
-        return not bool((ordered[1:] == ordered[:-1]).any())
-    return len(pc.unique(keys)) == len(keys)
-
-
-def check_unique(table: pa.Table, schema: Schema, source: reading.Source) -> None:
-    """InputError listing the first ten rows whose key another row has, and how many there are."""
-    if len(schema.key) == 1 and _all_distinct(table.column(schema.key[0]).combine_chunks()):
-        return  # the usual case, settled by one pass over the key column
-    from mutapub.mutations import duck  # DuckDB only for composite keys and for reporting duplicates
-
-    keys = ", ".join(duck.quote(k) for k in schema.key)
-    con = duck.connect()
-    try:
-        rows = pa.array(np.arange(table.num_rows, dtype=np.int64))
-        con.register("snapshot", table.select(list(schema.key)).append_column("__row", rows))
-        dup = con.execute(
-            f"""SELECT count(*) OVER () AS total, __row, {keys}
-                FROM (SELECT *, count(*) OVER (PARTITION BY {keys}) AS n FROM snapshot)
-                WHERE n > 1 ORDER BY __row LIMIT 10"""
-        ).fetchall()
-    finally:
-        con.close()
-    if not dup:
-        return
-    total = dup[0][0]
-    found = reading.locate_rows(source, schema.input_format, [r[1] for r in dup])
-    items = [
-        f"  {_where(source, found.get(r[1]))}: "
-        + ", ".join(f"{k}={v!r}" for k, v in zip(schema.key, r[2:], strict=True))
-        for r in dup
-    ]
-    raise InputError(
-        "\n".join(
-            [
-                f"{source.label}: {total} rows share their key with another row (key: {', '.join(schema.key)}); "
-                f"nothing registered; first {len(items)}:",
-                *items,
-            ]
-        )
-    )
 
 
 def published_from(session: Session, snap: Snapshot) -> bool:

@@ -45,12 +45,15 @@ def ingest(dataset: str, path: Path, snapshot_date: dt.datetime | None, replace:
     Example:
       mutapub snapshot ingest persons persons.csv --date 2025-10-02
     """
+    from mutapub.mutations import staging
+
+    pending = staging.start(dataset, path)  # parsing starts while the database layer is imported
     from mutapub.mutations.snapshots import ingest_file
     from mutapub.mutations.workspace import open_workspace
 
     ws = open_workspace()
     day = snapshot_date.date() if snapshot_date else None
-    result = ingest_file(ws, dataset, path, day, replace=replace, diff=not no_diff)
+    result = ingest_file(ws, dataset, path, day, replace=replace, diff=not no_diff, pending=pending)
     for line in result.warnings:
         click.echo(f"warning: {line}" if not line.startswith(" ") else line, err=True)
     s = result.snapshot
