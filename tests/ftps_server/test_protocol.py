@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 from tests.ftps_server.conftest import CLIENT_CTX, PW, add_subscriber, client, deliveries_of
 
 from mutapub.ftps_server.authorizer import SubscriberAuthorizer
 from mutapub.ftps_server.certs import selfsigned
-from mutapub.mutations.models import Subscriber
+from mutapub.mutations.models import Subscriber, Transfer
 from mutapub.mutations.workspace import Workspace
 
 
@@ -295,6 +295,39 @@ def test_an_upload_appears_under_its_name_only_when_complete(published: Workspac
     assert (inbox / "big.csv").stat().st_size == 100_000
     assert [p.name for p in inbox.iterdir()] == ["big.csv"]
     f.quit()
+
+
+def test_curl_and_lftp_uploads_are_kept(published: Workspace, start_server, tmp_path: Path) -> None:
+    srv = start_server(published)
+    inbox = published.publish_dir / "gent" / "inbox" / "persons"
+    keys = tmp_path / "keys.csv"
+    keys.write_bytes(b"insz\n" + b"85073003328\n" * 20_000)
+    url = f"ftp://127.0.0.1:{srv.port}/%2Finbox/persons/by-curl.csv"
+    subprocess.run(
+        ["curl", "-s", "--ssl-reqd", "-k", "-u", f"gent:{PW}", "-T", keys, url], check=True, timeout=30
+    )
+    _lftp(srv.port, f"cd /inbox/persons; put {keys} -o by-lftp.csv")
+    assert (inbox / "by-curl.csv").read_bytes() == keys.read_bytes()
+    assert (inbox / "by-lftp.csv").read_bytes() == keys.read_bytes()
+
+
+def test_an_upload_cut_without_tls_close_is_not_kept(published: Workspace, start_server) -> None:
+    srv = start_server(published)
+    inbox = published.publish_dir / "gent" / "inbox" / "persons"
+    f = client(srv.port)
+    f.voidcmd("TYPE I")
+    conn = f.transfercmd("STOR /inbox/persons/cut.csv")
+    conn.sendall(b"insz\n" + b"85073003328\n" * 10_000)
+    conn.shutdown(socket.SHUT_RDWR)  # the connection drops: no TLS close_notify
+    conn.close()
+    with pytest.raises(ftplib.error_temp, match="426.*not kept"):
+        f.voidresp()
+    assert list(inbox.iterdir()) == []
+    f.quit()
+    srv.stop()  # flushes every record
+    with published.sessions() as s:
+        uploads = s.scalars(select(Transfer).where(Transfer.direction == "upload")).all()
+    assert [(t.path, t.complete) for t in uploads] == [("/inbox/persons/cut.csv", False)]
 
 
 def _pasv_port(f: ftplib.FTP) -> int:

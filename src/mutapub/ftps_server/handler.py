@@ -95,17 +95,33 @@ def build_handler(
         timeout = settings.idle_timeout
         tls: tuple[str | None, str | None] = (None, None)
         upload: tuple[str, bool] | None = None
+        transfer_finished: bool  # set by pyftpdlib
 
         def close(self) -> None:
             # A complete upload gets its name before the 226 reply goes out (pyftpdlib replies first
             # and calls on_file_received after), so a client that lists right after the reply sees it.
             if not self._closed and self.receive and self.transfer_finished and self.file_obj is not None:
+                if not self._peer_closed_tls():
+                    # The connection ended without the client's TLS close_notify: it may have been cut
+                    # (or truncated by someone in between), so the bytes received are not the file.
+                    self.transfer_finished = False
+                    self._resp = (
+                        "426 Upload ended without a TLS close; it may be incomplete and was not kept.",
+                        ftp_logger.warning,
+                    )
+                    return super().close()
                 self.file_obj.close()
                 fs = self.cmd_channel.fs
                 self.upload = fs.finish_upload(self.file_obj.name) if fs else (self.file_obj.name, False)
                 if not self.upload[1]:
                     self._resp = ("553 File exists: the upload was not kept.", ftp_logger.warning)
             super().close()
+
+        def _peer_closed_tls(self) -> bool:
+            # Read before pyftpdlib's own shutdown, which marks the peer's close as received anyway.
+            return isinstance(self.socket, SSL.Connection) and bool(
+                self.socket.get_shutdown() & SSL.RECEIVED_SHUTDOWN
+            )
 
         close_when_established = False
 
