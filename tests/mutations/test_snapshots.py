@@ -163,3 +163,20 @@ def test_a_bad_file_parsed_early_registers_nothing(sqlite_workspace: Workspace, 
         ingest_file(sqlite_workspace, "persons", path, D1, pending=staging.start("persons", path))
     assert list_snapshots(sqlite_workspace) == []
     assert list(sqlite_workspace.staging_dir.glob("*")) == []
+
+
+@pytest.mark.parametrize("quoted", [True, False])
+def test_line_breaks_in_quoted_values_survive_every_block_boundary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quoted: bool
+) -> None:
+    from mutapub.mutations import reading
+    from mutapub.schemas import load_schema
+
+    street = '"Kerkstraat\nachterbouw"' if quoted else "Kerkstraat"
+    lines = [row(i, street=street) for i in range(1, 40)]
+    path = write(tmp_path / "p.csv", lines)
+    monkeypatch.setattr(reading, "BLOCK_SIZE", 300)  # Arrow splits the file every few rows
+    table = reading.read_table(reading.detect(path), load_schema("persons"))
+    assert table.column("insz").to_pylist() == [insz(i) for i in range(1, 40)]
+    expected = "Kerkstraat\nachterbouw" if quoted else "Kerkstraat"
+    assert set(table.column("street").to_pylist()) == {expected}
