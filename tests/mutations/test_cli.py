@@ -56,3 +56,24 @@ def test_init_is_idempotent_and_help_lists_commands(tmp_path: Path, monkeypatch:
     assert "unchanged" in run_cli("db", "upgrade").stdout
     out = CliRunner().invoke(main, ["--help"]).output
     assert "snapshot" in out and "diff" in out
+
+
+def test_a_command_exits_with_its_output_flushed_and_its_connections_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MUTAPUB_HOME", str(tmp_path / "ws"))
+    monkeypatch.delenv("MUTAPUB_DATABASE_URL", raising=False)
+    run_cli("init")
+    added = run_cli(
+        "subscriber", "add", "gent", "--name", "Stad Gent", "--password-stdin", input="S3cure-pass-123!\n"
+    )
+    assert added.returncode == 0, added.stderr
+    listed = run_cli("audit", "list", "--json")
+    assert listed.returncode == 0 and listed.stdout.rstrip().endswith(
+        "]"
+    )  # the whole document, not a cut buffer
+    assert not (tmp_path / "ws" / "mutapub.db-wal").exists()  # closed: the database file alone is complete
+    refused = run_cli(
+        "subscriber", "add", "gent", "--name", "again", "--password-stdin", input="S3cure-pass-123!\n"
+    )
+    assert refused.returncode != 0 and "gent" in refused.stderr

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import json
+import os
 import sys
+import threading
 from collections.abc import Callable
 from importlib.metadata import distribution, entry_points
 from typing import Any, TypeVar
@@ -90,5 +93,24 @@ def main() -> None:
     """
 
 
+def run() -> None:
+    """The `mutapub` console script: run the command, then exit without tearing the interpreter down.
+
+    Finalising the thousand-odd modules a command imports takes about 0.1 s, a fifth of a short
+    command. Output is flushed, atexit handlers run (they close database connections) and no other
+    thread may still be working; otherwise, and on an uncaught exception, Python exits as usual.
+    """
+    try:
+        main()
+    except SystemExit as done:
+        others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+        if isinstance(done.code, int | None) and not others:
+            atexit._run_exitfuncs()  # what interpreter shutdown would run first
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(done.code or 0)
+        raise
+
+
 if __name__ == "__main__":
-    main()
+    run()

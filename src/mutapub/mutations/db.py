@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,10 +15,25 @@ from sqlalchemy.orm import Session, sessionmaker
 from mutapub.mutations.errors import ConfigError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_connections() -> None:
+    # Closed connections leave no session behind on PostgreSQL, and the last one closed on SQLite
+    # moves the WAL into the database file, so a copy of that file alone is complete.
+    for engine in list(_ENGINES):
+        engine.dispose()
 
 
 def make_engine(url: str) -> Engine:
     """An engine for `url`; SQLite gets foreign keys, WAL and a busy timeout for concurrent writers."""
+    engine = _make_engine(url)
+    _ENGINES.add(engine)
+    return engine
+
+
+def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
 
