@@ -599,3 +599,18 @@ def test_listings_ignore_ls_options(published: Workspace, start_server) -> None:
         assert name in [n.rsplit("/", 1)[-1] for n in ftp.nlst(f"-R {folder}")]
     if shutil.which("lftp"):
         assert name in _lftp(srv.port, f"ls -R {folder}")
+
+
+def test_list_r_lists_the_whole_tree_as_ls_does(published: Workspace, start_server) -> None:
+    srv = start_server(published)
+    path, _data, _ = _inner(published)
+    folder, name = path.rsplit("/", 1)  # /outbox/persons, the delivery
+    with client(srv.port) as ftp:
+        lines: list[str] = []
+        ftp.retrlines("LIST -R /outbox", lines.append)
+    assert lines[0] == "/outbox:" and lines[1].endswith(" persons") and lines[1].startswith("d")
+    at = lines.index(f"{folder}:")
+    assert lines[at - 1] == "" and any(line.endswith(" " + name) for line in lines[at + 1 :])
+    assert not any("leuven" in line or ".part" in line for line in lines)
+    if shutil.which("lftp"):  # .ci/run installs it
+        assert f"{folder}:" in _lftp(srv.port, "ls -R /outbox").splitlines()

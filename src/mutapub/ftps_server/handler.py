@@ -12,13 +12,15 @@ import hashlib
 import logging
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from OpenSSL import SSL
+from pyftpdlib.exceptions import FilesystemError
 from pyftpdlib.handlers import TLS_DTPHandler, TLS_FTPHandler
 from pyftpdlib.log import logger as ftp_logger
-from pyftpdlib.utils import is_ssl_sock
+from pyftpdlib.utils import is_ssl_sock, strerror
 
 from mutapub.ftps_server.authorizer import Guard, SubscriberAuthorizer, tls_info
 from mutapub.ftps_server.filesystem import SubscriberFS
@@ -220,7 +222,10 @@ def build_handler(
             # Clients send ls options with LIST/NLST (lftp's `ls -R /outbox` sends "LIST -R /outbox");
             # pyftpdlib knows only a bare "-a"/"-l"/"-al"/"-la" and reads the rest as a path. Listings
             # always have one format here, so leading options are dropped, as vsftpd does.
+            self._recursive = False
             if cmd in ("LIST", "NLST") and arg.startswith("-"):
+                options = _LS_OPTIONS.match(arg + " ")
+                self._recursive = cmd == "LIST" and options is not None and "R" in options.group(0)
                 arg = _LS_OPTIONS.sub("", arg + " ").strip()
             super().pre_process_command(line, cmd, arg)
 
@@ -235,6 +240,30 @@ def build_handler(
             super().push_dtp_data(data, isproducer, file, cmd)
 
         # --- commands
+
+        _recursive = False
+
+        def ftp_LIST(self, path: str) -> str | None:
+            if not (self._recursive and self.fs.isdir(path)):
+                return super().ftp_LIST(path)
+            # `LIST -R`, as `ls -lR` prints it: each directory's path, its entries, a blank line.
+            try:
+                listing = b"".join(self._list_tree(path))
+            except (OSError, FilesystemError) as err:
+                self.respond(f"550 {strerror(err)}.")
+                return None
+            self.push_dtp_data(listing, cmd="LIST")
+            return path
+
+        def _list_tree(self, path: str) -> Iterator[bytes]:
+            names = sorted(self.fs.listdir(path))
+            yield f"{self.fs.fs2ftp(path)}:\r\n".encode(self.encoding, self.unicode_errors)
+            yield from self.fs.format_list(path, names)
+            for name in names:
+                child = os.path.join(path, name)
+                if self.fs.isdir(child) and not self.fs.islink(child):
+                    yield b"\r\n"
+                    yield from self._list_tree(child)
 
         def ftp_RETR(self, file: str) -> str | None:
             # Files are sent byte for byte even in ASCII mode (as vsftpd does): a line-ending
