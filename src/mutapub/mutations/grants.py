@@ -197,6 +197,11 @@ class Policy:
         """Whether a grant is limited to followed keys."""
         return any(g.followed_only for g in self.grants)
 
+    @property
+    def followed_only(self) -> bool:
+        """Whether every grant is limited to followed keys: only rows about them can be selected."""
+        return bool(self.grants) and all(g.followed_only for g in self.grants)
+
     def select(
         self,
         table: pa.Table,

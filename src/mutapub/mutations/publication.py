@@ -11,6 +11,7 @@ produces with the same bytes; no file is ever visible half-written and no publis
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import time
 import uuid
@@ -23,10 +24,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from sqlalchemy import insert, select
+from sqlalchemy import Select, bindparam, func, insert, or_, select
 from sqlalchemy.orm import Session
 
-from mutapub.mutations import changesets, leases, packaging
+from mutapub.mutations import changesets, leases, packaging, predicates
 from mutapub.mutations.diff import AFTER, BEFORE
 from mutapub.mutations.errors import Conflict, InputError, MutapubError
 from mutapub.mutations.grants import GrantRule, Policy, effective_policy, to_rule
@@ -95,10 +96,36 @@ def _rules_at(rows: Sequence[Grant], sub: Subscriber, at: dt.datetime) -> list[G
     ]
 
 
-def _followed_at(rows: Sequence[tuple[str, dt.datetime, dt.datetime | None]], at: dt.datetime) -> pa.Array:
-    """The subjects followed at `at`, from a subscriber's follow rows (key, added, removed)."""
-    keys = {k for k, added, removed in rows if _utc(added) <= at and (removed is None or _utc(removed) > at)}
-    return pa.array(sorted(keys), pa.string())
+@functools.cache
+def _followed_query(moments: int) -> Select:
+    """The query behind `followed_as_of` for a number of moments, built once (it runs per delivery)."""
+    held = [
+        (FollowedKey.added_at <= bindparam(f"at{i}"))
+        & (FollowedKey.removed_at.is_(None) | (FollowedKey.removed_at > bindparam(f"at{i}")))
+        for i in range(moments)
+    ]
+    return (
+        select(FollowedKey.subject_key, *held)
+        .where(
+            FollowedKey.subscriber_id == bindparam("subscriber"),
+            FollowedKey.dataset == bindparam("dataset"),
+            or_(*held),
+        )
+        .order_by(FollowedKey.subject_key)
+    )
+
+
+def followed_as_of(session: Session, sub: Subscriber, dataset: str, *moments: dt.datetime) -> list[pa.Array]:
+    """The subjects the subscriber followed in `dataset` at each of `moments`, sorted, without repeats
+    (one query for all moments)."""
+    params: dict[str, object] = {"subscriber": sub.id, "dataset": dataset}
+    params.update((f"at{i}", m) for i, m in enumerate(moments))
+    rows = session.execute(_followed_query(len(moments)), params).all()
+    out = []
+    for i in range(len(moments)):
+        keys = [row[0] for row in rows if row[i + 1]]
+        out.append(pa.array(list(dict.fromkeys(keys)), pa.string()))  # a key re-added has two rows
+    return out
 
 
 # --- selecting the rows of a delivery (pure, given the tables) -------------------------------------
@@ -265,13 +292,20 @@ def _subscribers_of(session: Session, dataset: str) -> list[Subscriber]:
     return list(session.scalars(select(Subscriber).where(Subscriber.id.in_(ids)).order_by(Subscriber.code)))
 
 
-def _last_delivery(session: Session, sub: Subscriber, dataset: str) -> Delivery | None:
-    return session.scalars(
+def _last_deliveries(session: Session, dataset: str) -> dict[int, Delivery]:
+    """Each subscriber's latest delivery of `dataset`, by subscriber id (one query for all)."""
+    latest = (
+        select(Delivery.subscriber_id, func.max(Delivery.seq).label("seq"))
+        .where(Delivery.dataset == dataset)
+        .group_by(Delivery.subscriber_id)
+        .subquery()
+    )
+    rows = session.scalars(
         select(Delivery)
-        .where(Delivery.subscriber_id == sub.id, Delivery.dataset == dataset)
-        .order_by(Delivery.seq.desc())
-        .limit(1)
-    ).one_or_none()
+        .join(latest, (Delivery.subscriber_id == latest.c.subscriber_id) & (Delivery.seq == latest.c.seq))
+        .where(Delivery.dataset == dataset)
+    )
+    return {d.subscriber_id: d for d in rows}
 
 
 def _outbox(ws: Workspace, code: str, dataset: str) -> Path:
@@ -285,23 +319,30 @@ def _outbox(ws: Workspace, code: str, dataset: str) -> Path:
     return folder
 
 
-def plan(session: Session, ws: Workspace, snap: Snapshot, now: dt.datetime) -> list[Delivery]:
-    """Record the deliveries of one snapshot (once: an existing plan is returned as it is)."""
+def plan(
+    session: Session, ws: Workspace, snap: Snapshot, now: dt.datetime, tables: Tables | None = None
+) -> list[Delivery]:
+    """Record the deliveries of one snapshot (once: an existing plan is returned as it is).
+
+    Grants and latest deliveries are read once for all subscribers and the new rows written in one flush.
+    """
     schema = load_schema(snap.dataset)
+    tables = tables or Tables(ws)
+    existing = {
+        d.subscriber_id: d
+        for d in session.scalars(
+            select(Delivery).where(Delivery.dataset == snap.dataset, Delivery.snapshot_id == snap.id)
+        )
+    }
+    latest = _last_deliveries(session, snap.dataset)
+    grant_rows = {g.id: g for rows in tables.grants(session, snap.dataset).values() for g in rows}
     planned: list[Delivery] = []
-    for sub in _subscribers_of(session, snap.dataset):
-        existing = session.scalars(
-            select(Delivery).where(
-                Delivery.subscriber_id == sub.id,
-                Delivery.dataset == snap.dataset,
-                Delivery.snapshot_id == snap.id,
-            )
-        ).one_or_none()
-        if existing is not None:
-            planned.append(existing)
+    for sub in tables.subscribers_of(session, snap.dataset):
+        if sub.id in existing:
+            planned.append(existing[sub.id])
             continue
         policy = effective_policy(
-            rules_as_of(session, sub, snap.dataset, now), snap.dataset, snap.snapshot_date
+            tables.rules(session, sub, snap.dataset, now), snap.dataset, snap.snapshot_date
         )
         if not policy.grants:
             continue
@@ -312,10 +353,11 @@ def plan(session: Session, ws: Workspace, snap: Snapshot, now: dt.datetime) -> l
                 f"{stale[0].schema_version}, snapshot {snap.id} has version {snap.schema_version}: "
                 "review the grant and add it again for the new version"
             )
-        last = _last_delivery(session, sub, snap.dataset)
+        last = latest.get(sub.id)
         widened = last is not None and any(
-            _utc(g.created_at) > _utc(last.policy_at)
-            for g in session.scalars(select(Grant).where(Grant.id.in_([r.id for r in policy.grants])))
+            _utc(grant_rows[r.id].created_at) > _utc(last.policy_at)
+            for r in policy.grants
+            if r.id is not None
         )
         kind = "initial" if last is None or widened else "delta"
         seq = 1 if last is None else last.seq + 1
@@ -353,12 +395,76 @@ def plan(session: Session, ws: Workspace, snap: Snapshot, now: dt.datetime) -> l
             created_at=now,
         )
         session.add(delivery)
-        session.flush()
         planned.append(delivery)
+    session.flush()
     return planned
 
 
 # --- producing -----------------------------------------------------------------------------------
+
+
+class ChangeIndex:
+    """A change set with its old and new rows (see `changed_rows`) and, per side, where each subject's
+    rows are: built once per change set, so that a delivery limited to followed keys starts from its
+    keys and costs what it delivers, not what the change set holds."""
+
+    def __init__(self, changes: pa.Table, schema: Schema) -> None:
+        self.changes = changes
+        self.schema = schema
+        old, new = changed_rows(changes, schema)
+        self.old, self.new = old.combine_chunks(), new.combine_chunks()
+        # what `select_delta` reads of the change set itself (the after values are in `new`)
+        wanted = ["op", *schema.key, *(BEFORE + c for c in schema.value_columns), "changed"]
+        self._judged = changes.select(wanted).combine_chunks()
+        ops = np.asarray(changes.column("op").to_numpy(zero_copy_only=False), dtype=object)
+        # the change-set row of each old and new row (changed_rows keeps the change set's order)
+        self.old_rows = np.flatnonzero((ops == "U") | (ops == "D"))
+        self.new_rows = np.flatnonzero((ops == "I") | (ops == "U"))
+        self._old_subjects = _SubjectIndex(predicates.as_text(self.old, schema.subject))
+        self._new_subjects = _SubjectIndex(predicates.as_text(self.new, schema.subject))
+
+    def about(self, old_subjects: pa.Array, new_subjects: pa.Array) -> tuple[pa.Table, pa.Table, pa.Table]:
+        """The old rows about `old_subjects`, the new rows about `new_subjects` and the change-set rows
+        behind either (without their after values), each in change-set order: (old, new, changes)."""
+        old_at = self._old_subjects.positions(old_subjects)
+        new_at = self._new_subjects.positions(new_subjects)
+        rows = np.union1d(self.old_rows[old_at], self.new_rows[new_at])
+        return self.old.take(old_at), self.new.take(new_at), self._judged.take(rows)
+
+
+class _SubjectIndex:
+    """Where each subject's rows are in one column: a dict from subject to a run of row numbers."""
+
+    def __init__(self, subjects: pa.ChunkedArray | pa.Array) -> None:
+        order = pc.sort_indices(subjects)  # nulls last
+        values = subjects.take(order).to_pylist()
+        self._order = np.asarray(order, dtype=np.int64)
+        starts: list[int] = []
+        self._group: dict[str, int] = {}
+        end = len(values)
+        for i, v in enumerate(values):
+            if v is None:  # nulls sort last; a row without a subject is nobody's
+                end = i
+                break
+            if v not in self._group:
+                self._group[v] = len(starts)
+                starts.append(i)
+        starts.append(end)  # group g's rows are order[starts[g]:starts[g + 1]]
+        self._starts = np.asarray(starts, dtype=np.int64)
+
+    def positions(self, subjects: pa.Array) -> np.ndarray:
+        """The row numbers, ascending, of the rows about any of `subjects`."""
+        get = self._group.get
+        groups = np.fromiter(
+            (g for g in (get(s) for s in subjects.to_pylist()) if g is not None), dtype=np.int64
+        )
+        if not len(groups):
+            return np.zeros(0, dtype=np.int64)
+        lo, hi = self._starts[groups], self._starts[groups + 1]
+        counts = hi - lo
+        # the runs [lo, hi) of every group, laid end to end
+        offsets = np.repeat(lo - np.concatenate(([0], np.cumsum(counts)[:-1])), counts)
+        return np.unique(self._order[np.arange(int(counts.sum())) + offsets])
 
 
 class Tables:
@@ -368,35 +474,76 @@ class Tables:
         self.ws = ws
         self._snapshots: dict[int, pa.Table] = {}
         self._changes: dict[int, pa.Table] = {}
-        self._changed_rows: dict[int, tuple[pa.Table, pa.Table]] = {}
-        # What every delivery of a subscriber reads again: its grants and follow rows, filtered by time
-        # in Python (they are stored with their times); and the change set of each pair of snapshots.
-        self._grants: dict[tuple[int, str], list[Grant]] = {}
-        self._follows: dict[tuple[int, str], list[tuple[str, dt.datetime, dt.datetime | None]]] = {}
+        self._indexes: dict[int, ChangeIndex] = {}
+        # What planning and every delivery read again: the grants of a dataset (a few per subscriber,
+        # revoked ones too: rules_as_of judges them by their times), the policy time of the deliveries
+        # that deltas follow, and the change set of each pair of snapshots.
+        self._grants: dict[str, dict[int, list[Grant]]] = {}
+        self._policy_at: dict[tuple[int, str, int], dt.datetime] = {}
+        self._policy_read: set[int | None] = set()
         self._change_sets: dict[tuple[int, int], ChangeSet] = {}
+        # Rows every delivery looks up by id. A session's identity map holds its objects weakly, so
+        # without these references each lookup would read them again.
+        self._subscribers: dict[int, Subscriber] = {}
+        self._snapshot_rows: dict[int, Snapshot] = {}
+
+    def subscribers_of(self, session: Session, dataset: str) -> list[Subscriber]:
+        """The subscribers with a grant on `dataset` (revoked or not), by code; kept for the snapshot."""
+        subs = _subscribers_of(session, dataset)
+        self._subscribers.update((s.id, s) for s in subs)
+        return subs
+
+    def subscriber(self, session: Session, subscriber_id: int) -> Subscriber:
+        """A subscriber by id, read at most once per snapshot."""
+        if subscriber_id not in self._subscribers:
+            sub = session.get(Subscriber, subscriber_id)
+            assert sub is not None
+            self._subscribers[subscriber_id] = sub
+        return self._subscribers[subscriber_id]
+
+    def snapshot_row(self, session: Session, snapshot_id: int) -> Snapshot:
+        """A snapshot's database row by id, read at most once per snapshot published."""
+        if snapshot_id not in self._snapshot_rows:
+            snap = session.get(Snapshot, snapshot_id)
+            assert snap is not None
+            self._snapshot_rows[snapshot_id] = snap
+        return self._snapshot_rows[snapshot_id]
+
+    def grants(self, session: Session, dataset: str) -> dict[int, list[Grant]]:
+        """Every grant on `dataset` by subscriber id, read once per snapshot."""
+        if dataset not in self._grants:
+            by_sub: dict[int, list[Grant]] = {}
+            for g in session.scalars(select(Grant).where(Grant.dataset == dataset).order_by(Grant.id)):
+                by_sub.setdefault(g.subscriber_id, []).append(g)
+            self._grants[dataset] = by_sub
+        return self._grants[dataset]
 
     def rules(self, session: Session, sub: Subscriber, dataset: str, at: dt.datetime) -> list[GrantRule]:
-        """`rules_as_of`, reading the subscriber's grants once per run."""
-        key = (sub.id, dataset)
-        if key not in self._grants:
-            self._grants[key] = list(
-                session.scalars(select(Grant).where(Grant.subscriber_id == sub.id, Grant.dataset == dataset))
-            )
-        return _rules_at(self._grants[key], sub, at)
+        """`rules_as_of`, from the grants read once."""
+        return _rules_at(self.grants(session, dataset).get(sub.id, []), sub, at)
 
-    def followed(self, session: Session, sub: Subscriber, dataset: str, at: dt.datetime) -> pa.Array:
-        """The subjects the subscriber followed in `dataset` at `at`, its follow rows read once per run."""
-        key = (sub.id, dataset)
-        if key not in self._follows:
-            self._follows[key] = [
-                (k, added, removed)
-                for k, added, removed in session.execute(
-                    select(FollowedKey.subject_key, FollowedKey.added_at, FollowedKey.removed_at).where(
-                        FollowedKey.subscriber_id == sub.id, FollowedKey.dataset == dataset
-                    )
+    def previous_policy_at(self, session: Session, delivery: Delivery) -> dt.datetime:
+        """When the policy of the delivery a delta follows was fixed (read for all deltas of its
+        snapshot at once: a delta's previous delivery is the one of its `from_snapshot_id`)."""
+        key = (delivery.subscriber_id, delivery.dataset, delivery.previous_seq or 0)
+        if key not in self._policy_at and delivery.from_snapshot_id not in self._policy_read:
+            self._policy_read.add(delivery.from_snapshot_id)
+            rows = session.execute(
+                select(Delivery.subscriber_id, Delivery.dataset, Delivery.seq, Delivery.policy_at).where(
+                    Delivery.snapshot_id == delivery.from_snapshot_id
                 )
-            ]
-        return _followed_at(self._follows[key], at)
+            )
+            self._policy_at.update({(s, d, q): _utc(at) for s, d, q, at in rows})
+        if key not in self._policy_at:
+            previous = session.scalars(
+                select(Delivery).where(
+                    Delivery.subscriber_id == delivery.subscriber_id,
+                    Delivery.dataset == delivery.dataset,
+                    Delivery.seq == delivery.previous_seq,
+                )
+            ).one()
+            self._policy_at[key] = _utc(previous.policy_at)
+        return self._policy_at[key]
 
     def change_set(self, dataset: str, old_id: int, new_id: int) -> ChangeSet:
         """The change set between two snapshots, computed or found once per run."""
@@ -418,26 +565,32 @@ class Tables:
             self._changes[cs.id] = changesets.read(self.ws, cs)
         return self._changes[cs.id]
 
-    def changed_rows(self, cs: ChangeSet, schema: Schema) -> tuple[pa.Table, pa.Table]:
-        """The old and new rows of the keys a change set touches (see `changed_rows`), built once."""
-        if cs.id not in self._changed_rows:
-            self._changed_rows[cs.id] = changed_rows(self.changes(cs), schema)
-        return self._changed_rows[cs.id]
+    def change_index(self, cs: ChangeSet, schema: Schema) -> ChangeIndex:
+        """The change set's old and new rows and their subject index (see `ChangeIndex`), built once."""
+        if cs.id not in self._indexes:
+            self._indexes[cs.id] = ChangeIndex(self.changes(cs), schema)
+        return self._indexes[cs.id]
 
     def keep_only(self, snapshot_id: int) -> None:
         """Forget all but one snapshot (the next day's deltas start from it): bounded memory in a catch-up."""
         self._snapshots = {k: v for k, v in self._snapshots.items() if k == snapshot_id}
         self._changes.clear()
-        self._changed_rows.clear()
+        self._indexes.clear()
         self._change_sets.clear()
+        self._grants.clear()
+        self._policy_at.clear()
+        self._policy_read.clear()
+        self._subscribers.clear()
+        self._snapshot_rows.clear()
 
 
 def _select_args(
-    tables: Tables, session: Session, policy: Policy, sub: Subscriber, at: dt.datetime, day: dt.date
+    tables: Tables, session: Session, policy: Policy, sub: Subscriber, day: dt.date, followed: pa.Array | None
 ) -> dict:
     args: dict = {}
     if policy.needs_followed_keys:
-        args["followed"] = tables.followed(session, sub, policy.dataset, at)
+        assert followed is not None
+        args["followed"] = followed
     related = {}
     for name in policy.related_datasets:
         snap = latest_snapshot(session, name, before=day + dt.timedelta(days=1))
@@ -463,38 +616,44 @@ class Content:
 def build(ws: Workspace, session: Session, delivery: Delivery, tables: Tables | None = None) -> Content:
     """Select a planned delivery's rows again from the stored snapshots and the policy as it was."""
     tables = tables or Tables(ws)
-    sub = session.get(Subscriber, delivery.subscriber_id)
-    snap = session.get(Snapshot, delivery.snapshot_id)
-    assert sub is not None and snap is not None
+    sub = tables.subscriber(session, delivery.subscriber_id)
+    snap = tables.snapshot_row(session, delivery.snapshot_id)
     schema = load_schema(delivery.dataset)
     at = _utc(delivery.policy_at)
     after = effective_policy(
         tables.rules(session, sub, delivery.dataset, at), delivery.dataset, snap.snapshot_date
     )
-    after_args = _select_args(tables, session, after, sub, at, snap.snapshot_date)
     change_set_id = None
     if delivery.kind == "initial":
+        followed = (
+            followed_as_of(session, sub, delivery.dataset, at)[0] if after.needs_followed_keys else None
+        )
+        after_args = _select_args(tables, session, after, sub, snap.snapshot_date, followed)
         table, masks, subjects = select_initial(after, schema, tables.snapshot(snap), **after_args)
     else:
-        previous = session.scalars(
-            select(Delivery).where(
-                Delivery.subscriber_id == sub.id,
-                Delivery.dataset == delivery.dataset,
-                Delivery.seq == delivery.previous_seq,
-            )
-        ).one()
-        old_snap = session.get(Snapshot, delivery.from_snapshot_id)
-        assert old_snap is not None
-        before_at = _utc(previous.policy_at)
+        assert delivery.from_snapshot_id is not None
+        old_snap = tables.snapshot_row(session, delivery.from_snapshot_id)
+        before_at = tables.previous_policy_at(session, delivery)
         before = effective_policy(
             tables.rules(session, sub, delivery.dataset, before_at), delivery.dataset, old_snap.snapshot_date
         )
-        before_args = _select_args(tables, session, before, sub, before_at, old_snap.snapshot_date)
+        followed_b, followed_a = (
+            followed_as_of(session, sub, delivery.dataset, before_at, at)
+            if before.needs_followed_keys or after.needs_followed_keys
+            else (None, None)
+        )
+        before_args = _select_args(tables, session, before, sub, old_snap.snapshot_date, followed_b)
+        after_args = _select_args(tables, session, after, sub, snap.snapshot_date, followed_a)
         cs = tables.change_set(delivery.dataset, old_snap.id, snap.id)
         change_set_id = cs.id
         changes = tables.changes(cs)
         if _only_changed_rows_matter(before, after, before_args, after_args):
-            old, new = tables.changed_rows(cs, schema)
+            index = tables.change_index(cs, schema)
+            if before.followed_only and after.followed_only:
+                # only rows about followed subjects can be selected: start from those subjects
+                old, new, changes = index.about(before_args["followed"], after_args["followed"])
+            else:
+                old, new = index.old, index.new
         else:
             old, new = tables.snapshot(old_snap), tables.snapshot(snap)
         table, masks, subjects = select_delta(
@@ -563,9 +722,9 @@ def write_files(
     ws: Workspace, session: Session, delivery: Delivery, target: Path, tables: Tables | None = None
 ) -> tuple[packaging.Written, Content]:
     """Write a delivery's data file and manifest into `target` (a folder), each atomically, data first."""
-    sub = session.get(Subscriber, delivery.subscriber_id)
-    snap = session.get(Snapshot, delivery.snapshot_id)
-    assert sub is not None and snap is not None
+    tables = tables or Tables(ws)
+    sub = tables.subscriber(session, delivery.subscriber_id)
+    snap = tables.snapshot_row(session, delivery.snapshot_id)
     built = build(ws, session, delivery, tables)
     env = _envelope(delivery, sub.code)
     target.mkdir(parents=True, exist_ok=True)
@@ -588,7 +747,9 @@ def write_files(
             os.replace(tmp, target / delivery.file_name)
             _fsync_dir(target)
         _crash_point("after-rename")
-        old_snap = session.get(Snapshot, delivery.from_snapshot_id) if delivery.from_snapshot_id else None
+        old_snap = (
+            tables.snapshot_row(session, delivery.from_snapshot_id) if delivery.from_snapshot_id else None
+        )
         doc = packaging.manifest(
             env,
             kind=delivery.kind,
@@ -606,8 +767,9 @@ def write_files(
             compression=delivery.compression,
         )
         with _staged(ws, delivery.file_name + ".manifest") as tmp:
-            tmp.write_bytes(packaging.manifest_bytes(doc))
-            with open(tmp, "rb") as fh:
+            with open(tmp, "wb") as fh:
+                fh.write(packaging.manifest_bytes(doc))
+                fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, target / packaging.manifest_name(delivery.file_name))
             _fsync_dir(target)
@@ -619,28 +781,29 @@ def write_files(
     return written, built
 
 
-def produce(ws: Workspace, delivery_id: int, tables: Tables | None = None) -> Delivery:
-    """Write one planned delivery into the outbox and mark it published, with its disclosures."""
-    with ws.sessions() as session:
-        delivery = session.get(Delivery, delivery_id)
-        assert delivery is not None
-        if delivery.status != "planned":
-            return delivery
-        sub = session.get(Subscriber, delivery.subscriber_id)
-        assert sub is not None
-        target = _outbox(ws, sub.code, delivery.dataset)
-        written, built = write_files(ws, session, delivery, target, tables)
-        if True:  # one transaction: the row is published together with its disclosures
-            delivery.status = "published"
-            delivery.published_at = utcnow()
-            delivery.size, delivery.sha256 = written.size, written.sha256
-            delivery.rows = written.rows
-            delivery.inserts, delivery.updates, delivery.deletes = (written.counts.get(o, 0) for o in "IUD")
-            delivery.change_set_id = built.change_set_id
-            record_disclosures(session, delivery.id, built.subjects, built.content.table.column("op"))
-        session.commit()
-        _crash_point("after-commit")
+def produce(ws: Workspace, session: Session, delivery: Delivery, tables: Tables | None = None) -> Delivery:
+    """Write one planned delivery into the outbox and mark it published with its disclosures (one commit).
+
+    `session` is the one that planned it, kept for the whole snapshot so that the subscribers, snapshots
+    and deliveries it loaded are not read again.
+    """
+    if delivery.status != "planned":
         return delivery
+    tables = tables or Tables(ws)
+    sub = tables.subscriber(session, delivery.subscriber_id)
+    target = _outbox(ws, sub.code, delivery.dataset)
+    written, built = write_files(ws, session, delivery, target, tables)
+    # one transaction: the row is published together with its disclosures
+    delivery.status = "published"
+    delivery.published_at = utcnow()
+    delivery.size, delivery.sha256 = written.size, written.sha256
+    delivery.rows = written.rows
+    delivery.inserts, delivery.updates, delivery.deletes = (written.counts.get(o, 0) for o in "IUD")
+    delivery.change_set_id = built.change_set_id
+    record_disclosures(session, delivery.id, built.subjects, built.content.table.column("op"))
+    session.commit()
+    _crash_point("after-commit")
+    return delivery
 
 
 def record_disclosures(session: Session, delivery_id: int, subjects: pa.Array, ops: pa.ChunkedArray) -> None:
@@ -699,18 +862,19 @@ def publish(
         tables = Tables(ws)
         for snap in snaps:
             moment = now or utcnow()
-            with ws.sessions() as session, session.begin():
-                ids = [d.id for d in plan(session, ws, snap, moment)]
-            _crash_point("after-plan")
-            renewed = time.monotonic()
-            for delivery_id in ids:
-                d = produce(ws, delivery_id, tables)
-                report.deliveries.append(Planned(d.path, d.kind, d.seq, d.counts))
-                if time.monotonic() - renewed > 60:  # the lease lasts ten minutes; renew well before
-                    leases.renew(ws.sessions, LEASE, holder, dt.timedelta(minutes=10))
-                    renewed = time.monotonic()
-            with ws.sessions() as session, session.begin():
+            with ws.sessions() as session:
+                with session.begin():  # the plan is recorded before any file is written
+                    planned = plan(session, ws, snap, moment, tables)
+                _crash_point("after-plan")
+                renewed = time.monotonic()
+                for delivery in planned:
+                    d = produce(ws, session, delivery, tables)
+                    report.deliveries.append(Planned(d.path, d.kind, d.seq, d.counts))
+                    if time.monotonic() - renewed > 60:  # the lease lasts ten minutes; renew well before
+                        leases.renew(ws.sessions, LEASE, holder, dt.timedelta(minutes=10))
+                        renewed = time.monotonic()
                 session.add(PublishedSnapshot(snapshot_id=snap.id, published_at=utcnow()))
+                session.commit()
             report.snapshots.append((snap.dataset, snap.snapshot_date, snap.id))
             tables.keep_only(snap.id)
     return report
