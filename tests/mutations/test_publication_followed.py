@@ -129,8 +129,11 @@ def test_starting_from_the_followed_subjects_equals_judging_every_changed_row(
     args = {"followed": _followed(schema, old, new, rng)}
     index = publication.ChangeIndex(changes, schema)
     every = publication.select_delta(policy, policy, schema, index.old, index.new, changes, args, args)
-    few_old, few_new, few_changes = index.about(args["followed"], args["followed"])
-    few = publication.select_delta(policy, policy, schema, few_old, few_new, few_changes, args, args)
+    few_old, few_new, few_changes, found = index.about(args["followed"])
+    assert set(found.to_pylist()) < set(args["followed"].to_pylist())
+    # the rows left are all about the subjects found: they stand for every followed key
+    few_args = {"followed": found}
+    few = publication.select_delta(policy, policy, schema, few_old, few_new, few_changes, few_args, few_args)
     whole = publication.select_delta(policy, policy, schema, old, new, changes, args, args)
     for got in (few, whole):
         assert got[0].equals(every[0]) and got[2].equals(every[2])
@@ -143,8 +146,8 @@ def test_no_followed_subject_in_the_change_set_selects_nothing() -> None:
     old, new = _persons(np.random.default_rng(1))
     index = publication.ChangeIndex(diff(old, new, schema), schema)
     nobody = pa.array(["00000000000"], pa.string())
-    few_old, few_new, few_changes = index.about(nobody, pa.array([], pa.string()))
-    assert (few_old.num_rows, few_new.num_rows, few_changes.num_rows) == (0, 0, 0)
+    few_old, few_new, few_changes, found = index.about(nobody)
+    assert (few_old.num_rows, few_new.num_rows, few_changes.num_rows, len(found)) == (0, 0, 0, 0)
     policy = effective_policy(
         [build_rule("x", "persons", legal_basis="L", groups=["identity"], followed_only=True)], "persons", DAY
     )

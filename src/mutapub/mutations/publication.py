@@ -99,19 +99,15 @@ def _rules_at(rows: Sequence[Grant], sub: Subscriber, at: dt.datetime) -> list[G
 @functools.cache
 def _followed_query(moments: int) -> Select:
     """The query behind `followed_as_of` for a number of moments, built once (it runs per delivery)."""
+    c = FollowedKey.__table__.c  # Core columns: the rows are plain tuples, no ORM loading
     held = [
-        (FollowedKey.added_at <= bindparam(f"at{i}"))
-        & (FollowedKey.removed_at.is_(None) | (FollowedKey.removed_at > bindparam(f"at{i}")))
+        (c.added_at <= bindparam(f"at{i}")) & (c.removed_at.is_(None) | (c.removed_at > bindparam(f"at{i}")))
         for i in range(moments)
     ]
     return (
-        select(FollowedKey.subject_key, *held)
-        .where(
-            FollowedKey.subscriber_id == bindparam("subscriber"),
-            FollowedKey.dataset == bindparam("dataset"),
-            or_(*held),
-        )
-        .order_by(FollowedKey.subject_key)
+        select(c.subject_key, *held)
+        .where(c.subscriber_id == bindparam("subscriber"), c.dataset == bindparam("dataset"), or_(*held))
+        .order_by(c.subject_key)
     )
 
 
@@ -120,7 +116,7 @@ def followed_as_of(session: Session, sub: Subscriber, dataset: str, *moments: dt
     (one query for all moments)."""
     params: dict[str, object] = {"subscriber": sub.id, "dataset": dataset}
     params.update((f"at{i}", m) for i, m in enumerate(moments))
-    rows = session.execute(_followed_query(len(moments)), params).all()
+    rows = session.connection().execute(_followed_query(len(moments)), params).all()
     out = []
     for i in range(len(moments)):
         keys = [row[0] for row in rows if row[i + 1]]
@@ -404,8 +400,8 @@ def plan(
 
 
 class ChangeIndex:
-    """A change set with its old and new rows (see `changed_rows`) and, per side, where each subject's
-    rows are: built once per change set, so that a delivery limited to followed keys starts from its
+    """A change set with its old and new rows (see `changed_rows`) and where each subject's rows are on
+    either side: built once per change set, so that a delivery limited to followed keys starts from its
     keys and costs what it delivers, not what the change set holds."""
 
     def __init__(self, changes: pa.Table, schema: Schema) -> None:
@@ -420,51 +416,46 @@ class ChangeIndex:
         # the change-set row of each old and new row (changed_rows keeps the change set's order)
         self.old_rows = np.flatnonzero((ops == "U") | (ops == "D"))
         self.new_rows = np.flatnonzero((ops == "I") | (ops == "U"))
-        self._old_subjects = _SubjectIndex(predicates.as_text(self.old, schema.subject))
-        self._new_subjects = _SubjectIndex(predicates.as_text(self.new, schema.subject))
+        self._group: dict[str, int] = {}  # subject → its number, over both sides
+        old_numbers = self._number(predicates.as_text(self.old, schema.subject))
+        new_numbers = self._number(predicates.as_text(self.new, schema.subject))
+        self._old_runs, self._new_runs = self._runs(old_numbers), self._runs(new_numbers)
 
-    def about(self, old_subjects: pa.Array, new_subjects: pa.Array) -> tuple[pa.Table, pa.Table, pa.Table]:
-        """The old rows about `old_subjects`, the new rows about `new_subjects` and the change-set rows
-        behind either (without their after values), each in change-set order: (old, new, changes)."""
-        old_at = self._old_subjects.positions(old_subjects)
-        new_at = self._new_subjects.positions(new_subjects)
-        rows = np.union1d(self.old_rows[old_at], self.new_rows[new_at])
-        return self.old.take(old_at), self.new.take(new_at), self._judged.take(rows)
-
-
-class _SubjectIndex:
-    """Where each subject's rows are in one column: a dict from subject to a run of row numbers."""
-
-    def __init__(self, subjects: pa.ChunkedArray | pa.Array) -> None:
-        order = pc.sort_indices(subjects)  # nulls last
-        values = subjects.take(order).to_pylist()
-        self._order = np.asarray(order, dtype=np.int64)
-        starts: list[int] = []
-        self._group: dict[str, int] = {}
-        end = len(values)
-        for i, v in enumerate(values):
-            if v is None:  # nulls sort last; a row without a subject is nobody's
-                end = i
-                break
-            if v not in self._group:
-                self._group[v] = len(starts)
-                starts.append(i)
-        starts.append(end)  # group g's rows are order[starts[g]:starts[g + 1]]
-        self._starts = np.asarray(starts, dtype=np.int64)
-
-    def positions(self, subjects: pa.Array) -> np.ndarray:
-        """The row numbers, ascending, of the rows about any of `subjects`."""
-        get = self._group.get
-        groups = np.fromiter(
-            (g for g in (get(s) for s in subjects.to_pylist()) if g is not None), dtype=np.int64
+    def _number(self, subjects: pa.ChunkedArray) -> np.ndarray:
+        """Each row's subject number (-1 for a row without a subject, which is nobody's)."""
+        setdefault = self._group.setdefault
+        return np.fromiter(
+            (-1 if s is None else setdefault(s, len(self._group)) for s in subjects.to_pylist()),
+            dtype=np.int64,
+            count=len(subjects),
         )
-        if not len(groups):
-            return np.zeros(0, dtype=np.int64)
-        lo, hi = self._starts[groups], self._starts[groups + 1]
-        counts = hi - lo
-        # the runs [lo, hi) of every group, laid end to end
-        offsets = np.repeat(lo - np.concatenate(([0], np.cumsum(counts)[:-1])), counts)
-        return np.unique(self._order[np.arange(int(counts.sum())) + offsets])
+
+    def _runs(self, numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One side's row numbers ordered by subject number, and where each subject's run starts."""
+        order = np.argsort(numbers, kind="stable")
+        order = order[numbers[order] >= 0]
+        counts = np.bincount(numbers[numbers >= 0], minlength=len(self._group))
+        return order, np.concatenate(([0], np.cumsum(counts)))
+
+    @staticmethod
+    def _at(runs: tuple[np.ndarray, np.ndarray], groups: np.ndarray) -> np.ndarray:
+        """The row numbers, ascending, of one side's rows about the subjects numbered `groups`."""
+        order, starts = runs
+        lo, n = starts[groups], starts[groups + 1] - starts[groups]
+        # the runs [lo, lo + n) laid end to end
+        offsets = np.repeat(lo - np.concatenate(([0], np.cumsum(n)[:-1])), n)
+        return np.unique(order[np.arange(int(n.sum())) + offsets])
+
+    def about(self, subjects: pa.Array) -> tuple[pa.Table, pa.Table, pa.Table, pa.Array]:
+        """The old and new rows about `subjects` and the change-set rows behind them (without their
+        after values), each in change-set order, and those of `subjects` the change set is about."""
+        get = self._group.get
+        found = [(s, g) for s in subjects.to_pylist() if (g := get(s)) is not None]
+        groups = np.fromiter((g for _, g in found), dtype=np.int64, count=len(found))
+        old_at, new_at = self._at(self._old_runs, groups), self._at(self._new_runs, groups)
+        rows = np.union1d(self.old_rows[old_at], self.new_rows[new_at])
+        present = pa.array([s for s, _ in found], pa.string())
+        return self.old.take(old_at), self.new.take(new_at), self._judged.take(rows), present
 
 
 class Tables:
@@ -650,8 +641,14 @@ def build(ws: Workspace, session: Session, delivery: Delivery, tables: Tables | 
         if _only_changed_rows_matter(before, after, before_args, after_args):
             index = tables.change_index(cs, schema)
             if before.followed_only and after.followed_only:
-                # only rows about followed subjects can be selected: start from those subjects
-                old, new, changes = index.about(before_args["followed"], after_args["followed"])
+                # Only rows about followed subjects can be selected: start from those subjects (the same
+                # before and after, or the changed rows would not be all that matter). Every row left is
+                # about one of them, so the subjects found stand for all the followed keys.
+                old, new, changes, found = index.about(after_args["followed"])
+                before_args, after_args = (
+                    {**before_args, "followed": found},
+                    {**after_args, "followed": found},
+                )
             else:
                 old, new = index.old, index.new
         else:
@@ -781,11 +778,66 @@ def write_files(
     return written, built
 
 
-def produce(ws: Workspace, session: Session, delivery: Delivery, tables: Tables | None = None) -> Delivery:
-    """Write one planned delivery into the outbox and mark it published with its disclosures (one commit).
+class Recorder:
+    """Marks produced deliveries published, with their disclosures, a batch per transaction.
+
+    A delivery is added only once its files are in the outbox (renamed, directory fsynced), so every
+    row a commit marks published has its files; a crash before the commit leaves rows planned, which a
+    rerun produces again with the same bytes. A batch ends after `max_deliveries` deliveries,
+    `max_rows` disclosure rows or `max_seconds`, whichever comes first, and when the caller flushes.
+    """
+
+    def __init__(
+        self, session: Session, max_deliveries: int = 200, max_rows: int = 200_000, max_seconds: float = 2.0
+    ) -> None:
+        self.session = session
+        self.max_deliveries, self.max_rows, self.max_seconds = max_deliveries, max_rows, max_seconds
+        self._disclosures: list[tuple[int, pa.Array, pa.ChunkedArray]] = []
+        self._deliveries = 0
+        self._rows = 0
+        self._since = time.monotonic()
+
+    def add(self, delivery: Delivery, written: packaging.Written, built: Content) -> None:
+        """Record one delivery whose files are in place; commits when the batch is full."""
+        delivery.status = "published"
+        delivery.published_at = utcnow()
+        delivery.size, delivery.sha256 = written.size, written.sha256
+        delivery.rows = written.rows
+        delivery.inserts, delivery.updates, delivery.deletes = (written.counts.get(o, 0) for o in "IUD")
+        delivery.change_set_id = built.change_set_id
+        self._disclosures.append((delivery.id, built.subjects, built.content.table.column("op")))
+        self._deliveries += 1
+        self._rows += len(built.subjects)
+        if (
+            self._deliveries >= self.max_deliveries
+            or self._rows >= self.max_rows
+            or time.monotonic() - self._since >= self.max_seconds
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit what was added: the rows published together with their disclosures."""
+        pending, count = self._disclosures, self._deliveries
+        self._disclosures, self._deliveries, self._rows = [], 0, 0
+        self._since = time.monotonic()
+        if count:
+            record_disclosures(self.session, pending)
+            self.session.commit()
+            _crash_point("after-commit")
+
+
+def produce(
+    ws: Workspace,
+    session: Session,
+    delivery: Delivery,
+    tables: Tables | None = None,
+    recorder: Recorder | None = None,
+) -> Delivery:
+    """Write one planned delivery into the outbox and mark it published with its disclosures.
 
     `session` is the one that planned it, kept for the whole snapshot so that the subscribers, snapshots
-    and deliveries it loaded are not read again.
+    and deliveries it loaded are not read again. With a `recorder` the commit may wait for the end of
+    its batch; without one it happens here.
     """
     if delivery.status != "planned":
         return delivery
@@ -793,36 +845,41 @@ def produce(ws: Workspace, session: Session, delivery: Delivery, tables: Tables 
     sub = tables.subscriber(session, delivery.subscriber_id)
     target = _outbox(ws, sub.code, delivery.dataset)
     written, built = write_files(ws, session, delivery, target, tables)
-    # one transaction: the row is published together with its disclosures
-    delivery.status = "published"
-    delivery.published_at = utcnow()
-    delivery.size, delivery.sha256 = written.size, written.sha256
-    delivery.rows = written.rows
-    delivery.inserts, delivery.updates, delivery.deletes = (written.counts.get(o, 0) for o in "IUD")
-    delivery.change_set_id = built.change_set_id
-    record_disclosures(session, delivery.id, built.subjects, built.content.table.column("op"))
-    session.commit()
-    _crash_point("after-commit")
+    own = recorder is None
+    recorder = recorder or Recorder(session)
+    recorder.add(delivery, written, built)
+    if own:
+        recorder.flush()
     return delivery
 
 
-def record_disclosures(session: Session, delivery_id: int, subjects: pa.Array, ops: pa.ChunkedArray) -> None:
-    """Write the disclosure log of one delivery in bulk, in subject order (kind to the subject index).
+def record_disclosures(session: Session, deliveries: Sequence[tuple[int, pa.Array, pa.ChunkedArray]]) -> None:
+    """Write the disclosure log of deliveries (id, subjects, operations) in bulk, each in subject order
+    (kind to the subject index).
 
     Through the database driver, not the ORM: an initial extract can disclose millions of subjects.
     """
-    if not len(subjects):
+    values: list[tuple[int, str, str]] = []
+    for delivery_id, subjects, ops in deliveries:
+        if not len(subjects):
+            continue
+        rows = pa.table({"subject": subjects, "op": ops}).sort_by("subject")
+        values += zip(
+            [delivery_id] * rows.num_rows,
+            rows.column("subject").to_pylist(),
+            rows.column("op").to_pylist(),
+            strict=True,
+        )
+    if not values:
         return
-    rows = pa.table({"subject": subjects, "op": ops}).sort_by("subject")
-    values = list(zip(rows.column("subject").to_pylist(), rows.column("op").to_pylist(), strict=True))
     conn = session.connection()
     if conn.dialect.name == "postgresql":
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         with cursor.copy("COPY disclosures (delivery_id, subject, op) FROM STDIN") as copy:
-            for subject, op in values:
-                copy.write_row((delivery_id, subject, op))
+            for row in values:
+                copy.write_row(row)
         return
-    conn.execute(insert(Disclosure), [{"delivery_id": delivery_id, "subject": s, "op": o} for s, o in values])
+    conn.execute(insert(Disclosure), [{"delivery_id": d, "subject": s, "op": o} for d, s, o in values])
 
 
 def _unpublished(session: Session, dataset: str | None) -> list[Snapshot]:
@@ -867,12 +924,18 @@ def publish(
                     planned = plan(session, ws, snap, moment, tables)
                 _crash_point("after-plan")
                 renewed = time.monotonic()
-                for delivery in planned:
-                    d = produce(ws, session, delivery, tables)
-                    report.deliveries.append(Planned(d.path, d.kind, d.seq, d.counts))
-                    if time.monotonic() - renewed > 60:  # the lease lasts ten minutes; renew well before
-                        leases.renew(ws.sessions, LEASE, holder, dt.timedelta(minutes=10))
-                        renewed = time.monotonic()
+                recorder = Recorder(session)
+                # no autoflush: the rows marked published are written by the recorder, a batch at a time
+                with session.no_autoflush:
+                    try:
+                        for delivery in planned:
+                            d = produce(ws, session, delivery, tables, recorder)
+                            report.deliveries.append(Planned(d.path, d.kind, d.seq, d.counts))
+                            if time.monotonic() - renewed > 60:  # the lease lasts ten minutes; renew before
+                                leases.renew(ws.sessions, LEASE, holder, dt.timedelta(minutes=10))
+                                renewed = time.monotonic()
+                    finally:
+                        recorder.flush()  # what is in the outbox is marked published, also after a failure
                 session.add(PublishedSnapshot(snapshot_id=snap.id, published_at=utcnow()))
                 session.commit()
             report.snapshots.append((snap.dataset, snap.snapshot_date, snap.id))
