@@ -873,13 +873,20 @@ def record_disclosures(session: Session, deliveries: Sequence[tuple[int, pa.Arra
     if not values:
         return
     conn = session.connection()
-    if conn.dialect.name == "postgresql":
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        with cursor.copy("COPY disclosures (delivery_id, subject, op) FROM STDIN") as copy:
-            for row in values:
-                copy.write_row(row)
+    # the driver's own cursor, in the session's transaction: no per-row parameter processing
+    if conn.dialect.name not in ("postgresql", "sqlite"):
+        conn.execute(insert(Disclosure), [{"delivery_id": d, "subject": s, "op": o} for d, s, o in values])
         return
-    conn.execute(insert(Disclosure), [{"delivery_id": d, "subject": s, "op": o} for d, s, o in values])
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if conn.dialect.name == "postgresql":
+            with cursor.copy("COPY disclosures (delivery_id, subject, op) FROM STDIN") as copy:
+                for row in values:
+                    copy.write_row(row)
+        else:
+            cursor.executemany("INSERT INTO disclosures (delivery_id, subject, op) VALUES (?, ?, ?)", values)
+    finally:
+        cursor.close()
 
 
 def _unpublished(session: Session, dataset: str | None) -> list[Snapshot]:
