@@ -8,6 +8,7 @@ records; the writer thread in `tracking` puts them in the database.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -100,10 +101,11 @@ def build_handler(
         transfer_finished: bool  # set by pyftpdlib
 
         def close(self) -> None:
-            # A complete upload gets its name before the 226 reply goes out (pyftpdlib replies first
-            # and calls on_file_received after), so a client that lists right after the reply sees it.
-            if not self._closed and self.receive and self.transfer_finished and self.file_obj is not None:
-                if not self._peer_closed_tls():
+            # An upload is settled before the reply goes out (pyftpdlib replies first and calls
+            # on_file_received or on_incomplete_file_received after), so a client that lists right
+            # after the reply sees the complete file under its name, and no trace of a refused one.
+            if not self._closed and self.receive and self.file_obj is not None:
+                if self.transfer_finished and not self._peer_closed_tls():
                     # The connection ended without the client's TLS close_notify: it may have been cut
                     # (or truncated by someone in between), so the bytes received are not the file.
                     self.transfer_finished = False
@@ -111,12 +113,15 @@ def build_handler(
                         "426 Upload ended without a TLS close; it may be incomplete and was not kept.",
                         ftp_logger.warning,
                     )
-                    return super().close()
                 self.file_obj.close()
                 fs = self.cmd_channel.fs
-                self.upload = fs.finish_upload(self.file_obj.name) if fs else (self.file_obj.name, False)
-                if not self.upload[1]:
-                    self._resp = ("553 File exists: the upload was not kept.", ftp_logger.warning)
+                if not self.transfer_finished:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.file_obj.name)  # on_incomplete_file_received records it after
+                else:
+                    self.upload = fs.finish_upload(self.file_obj.name) if fs else (self.file_obj.name, False)
+                    if not self.upload[1]:
+                        self._resp = ("553 File exists: the upload was not kept.", ftp_logger.warning)
             super().close()
 
         def _peer_closed_tls(self) -> bool:
