@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import re
@@ -13,10 +14,10 @@ import pyarrow as pa
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mutapub.mutations import duck, reading
+from mutapub.mutations import duck, staging
 from mutapub.mutations.errors import Conflict, InputError
 from mutapub.mutations.models import ChangeSet, Delivery, Snapshot
-from mutapub.mutations.staging import Pending, file_sha256, parse, write_parquet
+from mutapub.mutations.staging import Pending, file_sha256, write_parquet
 from mutapub.mutations.workspace import Workspace
 from mutapub.schemas import Schema, load_schema
 
@@ -104,10 +105,19 @@ def _ingest(
                     f"{path}: snapshot {existing.id} of {dataset} for {snapshot_date} was already published to "
                     "subscribers and cannot be replaced; ingest the correction as the next day's snapshot"
                 )
-    parsed = pending.take() if pending is not None else parse(reading.detect(path), schema)
+    if pending is None:
+        pending = staging.start(schema.name, path)
+    parsed, keys = pending.take_validated()
+    # The rows are written while their keys are checked: a duplicate then only costs a staging file.
     staged = pool.submit(write_parquet, ws, parsed.table, schema)
-    if diff:
-        duck.load()  # while the Parquet file is written
+    try:
+        if diff:
+            duck.load()  # while the Parquet file is written
+        keys.result()
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            staged.result().unlink(missing_ok=True)
+        raise
     tmp = staged.result()
     try:
         snap = register(

@@ -47,17 +47,29 @@ def parse(source: reading.Source, schema: Schema) -> Parsed:
 
 
 class Pending:
-    """A parse running in a worker thread; `take` waits for it and hands its rows over, once."""
+    """A parse running in a worker thread: first the rows read and validated, then the key check.
 
-    def __init__(self, future: Future[Parsed]) -> None:
-        self._future: Future[Parsed] | None = future
+    `take` waits for both and hands the rows over, once; `take_validated` hands them over as soon as
+    they are validated, with the key check still running, so the caller can write them meanwhile.
+    """
 
-    def take(self) -> Parsed:
-        """The parsed file (or the parse's InputError); afterwards this object holds nothing."""
-        future, self._future = self._future, None
+    def __init__(self, validated: Future[Parsed], keys: Future[None]) -> None:
+        self._validated: Future[Parsed] | None = validated
+        self._keys = keys
+
+    def take_validated(self) -> tuple[Parsed, Future[None]]:
+        """The validated rows (or the parse's InputError) and the key check's future (InputError on
+        a duplicate key); afterwards this object holds nothing."""
+        future, self._validated = self._validated, None
         if future is None:
             raise RuntimeError("this parse was already taken")
-        return future.result()
+        return future.result(), self._keys
+
+    def take(self) -> Parsed:
+        """The parsed file once its keys are checked (or the parse's InputError)."""
+        parsed, keys = self.take_validated()
+        keys.result()
+        return parsed
 
 
 def start(dataset: str, path: Path) -> Pending:
@@ -69,17 +81,27 @@ def start(dataset: str, path: Path) -> Pending:
     """
     schema = load_schema(dataset)
     source = reading.detect(Path(path))
-    future: Future[Parsed] = Future()
+    validated: Future[Parsed] = Future()
+    keys: Future[None] = Future()
 
     def work() -> None:
-        future.set_running_or_notify_cancel()
+        for f in (validated, keys):
+            f.set_running_or_notify_cancel()
         try:
-            future.set_result(parse(source, schema))
+            table, warnings = read_validated(source, schema)
         except BaseException as exc:  # handed to whoever takes the rows
-            future.set_exception(exc)
+            validated.set_exception(exc)
+            keys.set_exception(exc)
+            return
+        validated.set_result(Parsed(source, table, warnings))
+        try:
+            check_unique(table, schema, source)
+            keys.set_result(None)
+        except BaseException as exc:
+            keys.set_exception(exc)
 
     threading.Thread(target=work, name="mutapub-parse", daemon=True).start()
-    return Pending(future)
+    return Pending(validated, keys)
 
 
 def file_sha256(path: Path) -> str:
