@@ -77,3 +77,23 @@ def test_a_command_exits_with_its_output_flushed_and_its_connections_closed(
         "subscriber", "add", "gent", "--name", "again", "--password-stdin", input="S3cure-pass-123!\n"
     )
     assert refused.returncode != 0 and "gent" in refused.stderr
+
+
+def test_an_error_prints_its_notes_after_it() -> None:
+    from mutapub.mutations.cli import handle_errors
+    from mutapub.mutations.errors import MutapubError
+
+    @click.command()
+    @handle_errors
+    def failing() -> None:
+        """Fail with a note."""
+        exc = MutapubError("cannot write gent/outbox/persons/f.csv.gz: No space left on device")
+        exc.add_note("the deliveries already in the outbox could not be marked published")
+        raise exc
+
+    result = CliRunner().invoke(failing, [])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        "error: cannot write gent/outbox/persons/f.csv.gz: No space left on device",
+        "note: the deliveries already in the outbox could not be marked published",
+    ]

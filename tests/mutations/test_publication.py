@@ -376,6 +376,81 @@ def test_a_full_disk_publishes_nothing_half(
     _check_outbox(workspace)
 
 
+def _failing_last_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fourth data file written (leuven's delta, after gent's delta) finds the disk full."""
+    real_write, calls = packaging.write, []
+
+    def write(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 4:
+            raise OSError(28, "No space left on device")
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(packaging, "write", write)
+
+
+def test_a_failed_delivery_leaves_the_earlier_ones_of_its_batch_published(
+    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _scenario(workspace, tmp_path)
+    _failing_last_write(monkeypatch)
+    with pytest.raises(MutapubError, match="No space left on device"):
+        publication.publish(workspace)
+    status = {(code, d.seq): d.status for d, code, _ in publication.list_deliveries(workspace)}
+    assert status == {
+        ("gent", 1): "published",
+        ("gent", 2): "published",  # in the outbox before leuven's failed, so recorded
+        ("leuven", 1): "published",
+        ("leuven", 2): "planned",
+    }
+    _check_outbox(workspace)
+
+
+def test_a_database_failing_after_a_failed_delivery_keeps_the_first_error(
+    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    _scenario(workspace, tmp_path)
+    _failing_last_write(monkeypatch)
+    real_record = publication.record_disclosures
+
+    def record(session: object, deliveries: list) -> None:
+        if any(d_id for d_id, *_ in deliveries if d_id > 2):  # the deltas' batch: the database is gone
+            raise OperationalError("INSERT INTO disclosures", {}, Exception("database is locked"))
+        real_record(session, deliveries)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(publication, "record_disclosures", record)
+    with pytest.raises(MutapubError, match="No space left on device") as failed:
+        publication.publish(workspace)
+    assert any("could not be marked published" in n for n in failed.value.__notes__)
+    status = {(code, d.seq): d.status for d, code, _ in publication.list_deliveries(workspace)}
+    assert status[("gent", 2)] == "planned" and status[("leuven", 2)] == "planned"
+    monkeypatch.undo()
+    publication.publish(workspace)  # gent's delta again, with the same name and bytes
+    _check_outbox(workspace)
+    assert {d.status for d, _, _ in publication.list_deliveries(workspace)} == {"published"}
+
+
+def test_an_initial_extract_starts_once_the_deliveries_before_it_are_recorded(
+    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _scenario(workspace, tmp_path)
+    real_write_files, seen = publication.write_files, []
+
+    def write_files(ws: Workspace, session: object, delivery: Delivery, *args: object) -> object:
+        with ws.sessions() as other:  # what another process (the FTPS server, an auditor) sees now
+            seen.append((delivery.kind, sorted(other.scalars(select(Delivery.status)))))
+        return real_write_files(ws, session, delivery, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(publication, "write_files", write_files)
+    publication.publish(workspace)
+    assert seen[:2] == [
+        ("initial", ["planned", "planned"]),
+        ("initial", ["planned", "published"]),  # gent's extract was committed before leuven's began
+    ]
+
+
 def test_an_outbox_escaping_the_publish_root_is_refused(workspace: Workspace, tmp_path: Path) -> None:
     _scenario(workspace, tmp_path)
     elsewhere = tmp_path / "elsewhere"

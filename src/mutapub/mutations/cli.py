@@ -56,6 +56,8 @@ def handle_errors(func: F) -> F:
             return func(*args, **kwargs)
         except (MutapubError, SchemaError) as exc:
             click.echo(f"error: {exc}", err=True)
+            for note in getattr(exc, "__notes__", ()):
+                click.echo(f"note: {note}", err=True)
             sys.exit(getattr(exc, "exit_code", 1))
 
     return wrapper  # type: ignore[return-value]
@@ -105,9 +107,12 @@ def run() -> None:
     except SystemExit as done:
         others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
         if isinstance(done.code, int | None) and not others:
-            atexit._run_exitfuncs()  # what interpreter shutdown would run first
-            sys.stdout.flush()
-            sys.stderr.flush()
+            atexit._run_exitfuncs()  # private, but what interpreter shutdown would run first
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            except OSError:  # the reader went away (`mutapub … | head`): Python's own exit code for it
+                os._exit(120)
             os._exit(done.code or 0)
         raise
 

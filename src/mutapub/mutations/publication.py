@@ -82,13 +82,8 @@ def _utc(moment: dt.datetime) -> dt.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
-def rules_as_of(session: Session, sub: Subscriber, dataset: str, at: dt.datetime) -> list[GrantRule]:
-    """The subscriber's grants on `dataset` that existed and were not revoked at `at`."""
-    rows = session.scalars(select(Grant).where(Grant.subscriber_id == sub.id, Grant.dataset == dataset))
-    return _rules_at(list(rows), sub, at)
-
-
 def _rules_at(rows: Sequence[Grant], sub: Subscriber, at: dt.datetime) -> list[GrantRule]:
+    """The rules of the grants (in id order) that existed and were not revoked at `at`."""
     return [
         to_rule(g, sub)
         for g in rows
@@ -459,7 +454,8 @@ class ChangeIndex:
 
 
 class Tables:
-    """Snapshot tables and change sets read once per publish run, shared by every subscriber's delivery."""
+    """Snapshot tables, change sets and grants read once and shared by every subscriber's delivery;
+    `keep_only` drops what the next snapshot no longer needs."""
 
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
@@ -467,7 +463,7 @@ class Tables:
         self._changes: dict[int, pa.Table] = {}
         self._indexes: dict[int, ChangeIndex] = {}
         # What planning and every delivery read again: the grants of a dataset (a few per subscriber,
-        # revoked ones too: rules_as_of judges them by their times), the policy time of the deliveries
+        # revoked ones too: `rules` judges them by their times), the policy time of the deliveries
         # that deltas follow, and the change set of each pair of snapshots.
         self._grants: dict[str, dict[int, list[Grant]]] = {}
         self._policy_at: dict[tuple[int, str, int], dt.datetime] = {}
@@ -510,7 +506,7 @@ class Tables:
         return self._grants[dataset]
 
     def rules(self, session: Session, sub: Subscriber, dataset: str, at: dt.datetime) -> list[GrantRule]:
-        """`rules_as_of`, from the grants read once."""
+        """The subscriber's rules on `dataset` at `at`: its grants that existed and were not revoked then."""
         return _rules_at(self.grants(session, dataset).get(sub.id, []), sub, at)
 
     def previous_policy_at(self, session: Session, delivery: Delivery) -> dt.datetime:
@@ -784,7 +780,9 @@ class Recorder:
     A delivery is added only once its files are in the outbox (renamed, directory fsynced), so every
     row a commit marks published has its files; a crash before the commit leaves rows planned, which a
     rerun produces again with the same bytes. A batch ends after `max_deliveries` deliveries,
-    `max_rows` disclosure rows or `max_seconds`, whichever comes first, and when the caller flushes.
+    `max_rows` disclosure rows or `max_seconds` after its first delivery, whichever comes first, and
+    when the caller flushes; the caller asks `flush_if_due` before each long step, so a delivery
+    already in the outbox is not left unrecorded while the next one is written.
     """
 
     def __init__(
@@ -805,21 +803,25 @@ class Recorder:
         delivery.rows = written.rows
         delivery.inserts, delivery.updates, delivery.deletes = (written.counts.get(o, 0) for o in "IUD")
         delivery.change_set_id = built.change_set_id
+        if not self._deliveries:
+            self._since = time.monotonic()
         self._disclosures.append((delivery.id, built.subjects, built.content.table.column("op")))
         self._deliveries += 1
         self._rows += len(built.subjects)
-        if (
-            self._deliveries >= self.max_deliveries
-            or self._rows >= self.max_rows
-            or time.monotonic() - self._since >= self.max_seconds
-        ):
+        if self._deliveries >= self.max_deliveries or self._rows >= self.max_rows:
+            self.flush()
+        else:
+            self.flush_if_due()
+
+    def flush_if_due(self) -> None:
+        """Commit the batch if its first delivery was added `max_seconds` ago or more."""
+        if self._deliveries and time.monotonic() - self._since >= self.max_seconds:
             self.flush()
 
     def flush(self) -> None:
         """Commit what was added: the rows published together with their disclosures."""
         pending, count = self._disclosures, self._deliveries
         self._disclosures, self._deliveries, self._rows = [], 0, 0
-        self._since = time.monotonic()
         if count:
             record_disclosures(self.session, pending)
             self.session.commit()
@@ -889,6 +891,19 @@ def record_disclosures(session: Session, deliveries: Sequence[tuple[int, pa.Arra
         cursor.close()
 
 
+def _record_after_failure(recorder: Recorder, exc: BaseException) -> None:
+    """Mark published what is already in the outbox when a later delivery failed; if the database
+    refuses too (its transaction may be what failed), keep the first error and say what it means."""
+    try:
+        recorder.flush()
+    except Exception as flush_exc:
+        recorder.session.rollback()
+        exc.add_note(
+            f"the deliveries already in the outbox could not be marked published ({flush_exc.__class__.__name__}); "
+            "the next `mutapub publish` writes them again, with the same names and bytes"
+        )
+
+
 def _unpublished(session: Session, dataset: str | None) -> list[Snapshot]:
     done = select(PublishedSnapshot.snapshot_id)
     q = select(Snapshot).where(Snapshot.id.not_in(done)).order_by(Snapshot.snapshot_date, Snapshot.dataset)
@@ -936,13 +951,19 @@ def publish(
                 with session.no_autoflush:
                     try:
                         for delivery in planned:
+                            if delivery.kind == "initial":
+                                recorder.flush()  # an extract may take minutes: record what is out first
+                            else:
+                                recorder.flush_if_due()
                             d = produce(ws, session, delivery, tables, recorder)
                             report.deliveries.append(Planned(d.path, d.kind, d.seq, d.counts))
                             if time.monotonic() - renewed > 60:  # the lease lasts ten minutes; renew before
                                 leases.renew(ws.sessions, LEASE, holder, dt.timedelta(minutes=10))
                                 renewed = time.monotonic()
-                    finally:
-                        recorder.flush()  # what is in the outbox is marked published, also after a failure
+                    except BaseException as exc:
+                        _record_after_failure(recorder, exc)
+                        raise
+                    recorder.flush()
                 session.add(PublishedSnapshot(snapshot_id=snap.id, published_at=utcnow()))
                 session.commit()
             report.snapshots.append((snap.dataset, snap.snapshot_date, snap.id))
