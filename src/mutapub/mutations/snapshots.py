@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
 import re
@@ -115,8 +114,7 @@ def _ingest(
             duck.load()  # while the Parquet file is written
         keys.result()
     except BaseException:
-        with contextlib.suppress(BaseException):
-            staged.result().unlink(missing_ok=True)
+        staged.add_done_callback(_discard_staged)  # once written: the pool's shutdown waits for it
         raise
     tmp = staged.result()
     try:
@@ -133,6 +131,12 @@ def _ingest(
     finally:
         tmp.unlink(missing_ok=True)
     return IngestResult(snap, "replaced" if existing is not None else "registered", parsed.warnings)
+
+
+def _discard_staged(staged: Future[Path]) -> None:
+    """Remove a staged Parquet file whose snapshot was refused (the write may have failed itself)."""
+    if not staged.cancelled() and staged.exception() is None:
+        staged.result().unlink(missing_ok=True)
 
 
 def _diff_with_previous(ws: Workspace, snap: Snapshot) -> ChangeSet | None:
