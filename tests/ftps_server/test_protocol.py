@@ -298,6 +298,8 @@ def test_an_upload_appears_under_its_name_only_when_complete(published: Workspac
 
 
 def test_curl_and_lftp_uploads_are_kept(published: Workspace, start_server, tmp_path: Path) -> None:
+    if not (shutil.which("curl") and shutil.which("lftp")):
+        pytest.skip("curl and lftp are installed by .ci/run")
     srv = start_server(published)
     inbox = published.publish_dir / "gent" / "inbox" / "persons"
     keys = tmp_path / "keys.csv"

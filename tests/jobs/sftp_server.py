@@ -102,6 +102,7 @@ def sftp_server(root: Path, workdir: Path, user: str = "mutapub") -> Iterator[Sf
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
+    listener.settimeout(0.2)  # here, not in the thread: a block that ends at once closes it first
     port = listener.getsockname()[1]
     known = workdir / "known_hosts"
     known.write_text(f"[127.0.0.1]:{port} {host_key.get_name()} {host_key.get_base64()}\n")
@@ -110,7 +111,6 @@ def sftp_server(root: Path, workdir: Path, user: str = "mutapub") -> Iterator[Sf
     transports: list[paramiko.Transport] = []
 
     def serve() -> None:
-        listener.settimeout(0.2)
         while not stop.is_set():
             try:
                 conn, _ = listener.accept()

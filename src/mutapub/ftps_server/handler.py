@@ -249,6 +249,7 @@ def build_handler(
         _recursive = False
 
         def ftp_LIST(self, path: str) -> str | None:
+            """A directory listing; with `-R` (see `pre_process_command`) the whole tree below it."""
             if not (self._recursive and self.fs.isdir(path)):
                 return super().ftp_LIST(path)
             # `LIST -R`, as `ls -lR` prints it: each directory's path, its entries, a blank line.
@@ -271,8 +272,8 @@ def build_handler(
                     yield from self._list_tree(child)
 
         def ftp_RETR(self, file: str) -> str | None:
-            # Files are sent byte for byte even in ASCII mode (as vsftpd does): a line-ending
-            # conversion would break their SHA-256 and their size.
+            """Send a file byte for byte, even in ASCII mode (as vsftpd does): a line-ending
+            conversion would break its SHA-256 and its size. The transfer is tracked from here."""
             self._transfer = {"direction": "download", "rest": self._restart_position, "started": now()}
             current: str = self._current_type  # type: ignore[has-type]
             self._current_type = "i"
@@ -285,7 +286,7 @@ def build_handler(
             return result
 
         def ftp_SIZE(self, path: str) -> None:
-            # Files are sent unchanged in either mode, so their size is the same in both.
+            """A file's size in bytes, in either mode: files are sent unchanged in both."""
             current: str = self._current_type  # type: ignore[has-type]
             self._current_type = "i"
             try:
@@ -294,6 +295,7 @@ def build_handler(
                 self._current_type = current
 
         def ftp_STOR(self, file: str, mode: str = "w") -> str | None:
+            """Receive an upload (the filesystem writes it under a part name); tracked from here."""
             self._transfer = {"direction": "upload", "rest": 0, "started": now()}
             result = super().ftp_STOR(file, mode)
             if result is None:
@@ -313,6 +315,7 @@ def build_handler(
             self.respond(f"213 SHA-256 0-{max(size - 1, 0)} {digest.hexdigest()} {self.fs.fs2ftp(path)}")
 
         def ftp_OPTS(self, line: str) -> None:
+            """`OPTS HASH [SHA-256]` selects the only algorithm `HASH` offers; other options as usual."""
             name, _, arg = line.partition(" ")
             if name.upper() != "HASH":
                 super().ftp_OPTS(line)
