@@ -21,6 +21,7 @@ from tests.ftps_server.conftest import CLIENT_CTX, PW, add_subscriber, client, d
 
 from mutapub.ftps_server.authorizer import SubscriberAuthorizer
 from mutapub.ftps_server.certs import selfsigned
+from mutapub.mutations.errors import ConfigError
 from mutapub.mutations.models import Subscriber, Transfer
 from mutapub.mutations.workspace import Workspace
 
@@ -330,6 +331,43 @@ def test_an_upload_cut_without_tls_close_is_not_kept(published: Workspace, start
     with published.sessions() as s:
         uploads = s.scalars(select(Transfer).where(Transfer.direction == "upload")).all()
     assert [(t.path, t.complete) for t in uploads] == [("/inbox/persons/cut.csv", False)]
+
+
+def test_an_upload_without_tls_close_is_kept_when_the_close_is_optional(
+    published: Workspace, start_server, caplog: pytest.LogCaptureFixture
+) -> None:
+    srv = start_server(published, upload_tls_close="optional")
+    inbox = published.publish_dir / "gent" / "inbox" / "persons"
+    data = b"insz\n" + b"85073003328\n" * 10_000
+    f = client(srv.port)
+    f.voidcmd("TYPE I")
+    conn = f.transfercmd("STOR /inbox/persons/no-close.csv")
+    conn.sendall(data)
+    conn.shutdown(socket.SHUT_RDWR)  # a client that never sends close_notify
+    conn.close()
+    assert f.voidresp().startswith("226")
+    assert (inbox / "no-close.csv").read_bytes() == data
+    assert any(
+        "ended without a TLS close" in r.getMessage() and "kept" in r.getMessage() for r in caplog.records
+    )
+    f.quit()
+
+
+@pytest.mark.parametrize(
+    "section, message",
+    [
+        ({"upload_tls_close": "no"}, "ftps.upload_tls_close 'no' is not one of required, optional"),
+        ({"tls_session_reuse": "yes"}, "ftps.tls_session_reuse 'yes' is not one of off, required"),
+        ({"masquerade_address": "ftp.example.org"}, "not an IPv4 address"),
+        ({"passive_ports": "60100-60000"}, "low to high"),
+        ({"port": 70000}, "ftps.port 70000 is not a TCP port"),
+    ],
+)
+def test_bad_ftps_settings_are_named(published: Workspace, section: dict, message: str) -> None:
+    from mutapub.ftps_server.settings import from_section
+
+    with pytest.raises(ConfigError, match=message):
+        from_section(section, published.home)
 
 
 def _pasv_port(f: ftplib.FTP) -> int:

@@ -93,6 +93,7 @@ def build_handler(
     authorizer = SubscriberAuthorizer(store, bans)
     publish_root = os.path.realpath(store.publish_dir)
     reuse_required = settings.tls_session_reuse == "required"
+    close_required = settings.upload_tls_close == "required"
 
     class DataHandler(TLS_DTPHandler):
         timeout = settings.idle_timeout
@@ -107,12 +108,20 @@ def build_handler(
             if not self._closed and self.receive and self.file_obj is not None:
                 if self.transfer_finished and not self._peer_closed_tls():
                     # The connection ended without the client's TLS close_notify: it may have been cut
-                    # (or truncated by someone in between), so the bytes received are not the file.
-                    self.transfer_finished = False
-                    self._resp = (
-                        "426 Upload ended without a TLS close; it may be incomplete and was not kept.",
-                        ftp_logger.warning,
+                    # (or truncated by someone in between), so the bytes received may not be the file.
+                    ftp_logger.warning(
+                        "upload by %s from %s ended without a TLS close (%s): %s",
+                        self.cmd_channel.username,
+                        self.cmd_channel.remote_ip,
+                        self.tls[0] or "TLS version unknown",
+                        "not kept" if close_required else "kept, as ftps.upload_tls_close is optional",
                     )
+                    if close_required:
+                        self.transfer_finished = False
+                        self._resp = (
+                            "426 Upload ended without a TLS close; it may be incomplete and was not kept.",
+                            ftp_logger.warning,
+                        )
                 self.file_obj.close()
                 fs = self.cmd_channel.fs
                 if not self.transfer_finished:

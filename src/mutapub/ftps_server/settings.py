@@ -11,6 +11,7 @@ from typing import Any
 from mutapub.mutations.errors import ConfigError
 
 SESSION_REUSE = ("off", "required")
+UPLOAD_TLS_CLOSE = ("required", "optional")
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class FtpsSettings:
     certfile: Path = Path("certs/server.pem")
     keyfile: Path = Path("certs/server.key")
     tls_session_reuse: str = "off"
+    upload_tls_close: str = "required"
     max_connections: int = 256
     max_connections_per_ip: int = 16
     ban_after_failures: int = 5
@@ -58,6 +60,11 @@ def from_section(section: Mapping[str, Any], home: Path) -> FtpsSettings:
     reuse = str(section.get("tls_session_reuse", "off"))
     if reuse not in SESSION_REUSE:
         raise ConfigError(f"ftps.tls_session_reuse {reuse!r} is not one of {', '.join(SESSION_REUSE)}")
+    upload_close = str(section.get("upload_tls_close", "required"))
+    if upload_close not in UPLOAD_TLS_CLOSE:
+        raise ConfigError(
+            f"ftps.upload_tls_close {upload_close!r} is not one of {', '.join(UPLOAD_TLS_CLOSE)}"
+        )
     masquerade = str(section.get("masquerade_address") or "").strip() or None
     if masquerade is not None:
         try:
@@ -83,6 +90,7 @@ def from_section(section: Mapping[str, Any], home: Path) -> FtpsSettings:
         certfile=certfile if certfile.is_absolute() else home / certfile,
         keyfile=keyfile if keyfile.is_absolute() else home / keyfile,
         tls_session_reuse=reuse,
+        upload_tls_close=upload_close,
         max_connections=int(section.get("max_connections", 256)),
         max_connections_per_ip=int(section.get("max_connections_per_ip", 16)),
         ban_after_failures=int(section.get("ban_after_failures", 5)),

@@ -37,6 +37,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "certfile": "",
         "keyfile": "",
         "tls_session_reuse": "off",
+        "upload_tls_close": "required",
         "max_connections": 256,
         "max_connections_per_ip": 16,
         "ban_after_failures": 5,
@@ -241,6 +242,7 @@ masquerade_address = ""        # the address PASV announces behind NAT; empty: t
 certfile = ""                  # empty: certs/server.pem of this workspace (`mutapub certs selfsigned`)
 keyfile = ""                   # empty: certs/server.key
 tls_session_reuse = "off"      # off | required: data connections must resume the control's TLS session
+upload_tls_close = "required"  # required | optional: keep an upload that ends without the client's TLS close
 max_connections = 256
 max_connections_per_ip = 16
 ban_after_failures = 5         # failed logins from one address within ban_seconds before it is banned
