@@ -172,7 +172,7 @@ def main() -> None:
         print(f"  {code}: {len(files)} file(s) downloaded over FTPS, each matching its manifest's SHA-256")
 
     deliveries = json.loads(mutapub("deliveries", "list", "--json", env=env))
-    print("\nReport")
+    print("\nReport (from that JSON)")
     print(
         f"  {'subscriber':<11} {'dataset':<18} {'seq':>3} {'kind':<8} {'I':>7} {'U':>6} {'D':>6}  downloaded"
     )

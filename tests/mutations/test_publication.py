@@ -525,6 +525,17 @@ def test_disclosures_find_an_enterprise_written_either_way(workspace: Workspace)
     assert dotted and dotted == run_json("disclosures", "0502503253")
 
 
+def test_disclosures_of_a_mistyped_number_say_so(workspace: Workspace, tmp_path: Path) -> None:
+    _scenario(workspace, tmp_path)
+    publication.publish(workspace)
+    mistyped = run_cli("disclosures", insz(3)[:-1])  # a digit short: neither an INSZ nor a KBO number
+    assert mistyped.returncode == 1
+    assert f"{insz(3)[:-1]!r} is neither an INSZ" in mistyped.stderr and mistyped.stdout == ""
+    nobody = run_cli("disclosures", insz(9))  # valid, never delivered
+    assert nobody.returncode == 0 and nobody.stdout.strip() == "(none)"
+    assert run_json("disclosures", "0403.170.701") == []  # a valid enterprise number, never delivered
+
+
 def test_a_published_snapshot_cannot_be_replaced(workspace: Workspace, tmp_path: Path) -> None:
     _scenario(workspace, tmp_path)
     publication.publish(workspace)

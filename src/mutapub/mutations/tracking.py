@@ -29,6 +29,13 @@ def subject_forms(subject: str) -> list[str]:
     return forms
 
 
+def is_subject_number(subject: str) -> bool:
+    """Whether `subject` is a valid INSZ or KBO number (enterprise or establishment, dots allowed)."""
+    from mutapub.mutations.validators import normalise_keys  # Arrow: only when nothing was found
+
+    return any(normalise_keys(kind, [subject])[0] for kind in ("insz", "kbo_number"))
+
+
 def _ts(value: dt.datetime | None) -> str | None:
     if value is None:
         return None

@@ -165,10 +165,17 @@ def disclosures(subject: str, as_json: bool) -> None:
       mutapub disclosures 85073003328
       mutapub disclosures 0403.170.701 --json
     """
+    from mutapub.mutations.errors import InputError
     from mutapub.mutations.tracking import disclosures as query
+    from mutapub.mutations.tracking import is_subject_number
     from mutapub.mutations.workspace import open_workspace
 
     rows = query(open_workspace(), subject)
+    if not rows and not is_subject_number(subject):
+        raise InputError(
+            f"disclosures: {subject!r} is neither an INSZ (11 digits) nor an enterprise or establishment "
+            "number (10 digits, dots allowed) with a valid check: no delivery was found for it; check the number"
+        )
     if as_json:
         print_json(rows)
         return
