@@ -450,6 +450,7 @@ def test_data_connection_from_another_address_is_refused(published: Workspace, s
     f.close()
 
 
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")  # on purpose: an old client
 def test_tls_below_1_2_is_refused(published: Workspace, start_server) -> None:
     srv = start_server(published)
     old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
