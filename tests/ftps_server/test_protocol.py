@@ -278,12 +278,16 @@ def test_inbox_takes_new_uploads_only_and_lists_only_them(published: Workspace, 
     f.quit()
 
 
+def _start_upload(ws: Workspace, port: int, name: str) -> tuple[ftplib.FTP_TLS, socket.socket, Path]:
+    """Log in as gent and open the data connection of `STOR /inbox/persons/<name>`; the inbox folder."""
+    f = client(port)
+    f.voidcmd("TYPE I")
+    return f, f.transfercmd(f"STOR /inbox/persons/{name}"), ws.publish_dir / "gent" / "inbox" / "persons"
+
+
 def test_an_upload_appears_under_its_name_only_when_complete(published: Workspace, start_server) -> None:
     srv = start_server(published)
-    inbox = published.publish_dir / "gent" / "inbox" / "persons"
-    f = client(srv.port)
-    f.voidcmd("TYPE I")
-    conn = f.transfercmd("STOR /inbox/persons/big.csv")
+    f, conn, inbox = _start_upload(published, srv.port, "big.csv")
     conn.sendall(b"x" * 100_000)
     deadline = time.time() + 5
     while not [p for p in inbox.iterdir() if p.name.startswith(".big.csv.")] and time.time() < deadline:
@@ -316,10 +320,7 @@ def test_curl_and_lftp_uploads_are_kept(published: Workspace, start_server, tmp_
 
 def test_an_upload_cut_without_tls_close_is_not_kept(published: Workspace, start_server) -> None:
     srv = start_server(published)
-    inbox = published.publish_dir / "gent" / "inbox" / "persons"
-    f = client(srv.port)
-    f.voidcmd("TYPE I")
-    conn = f.transfercmd("STOR /inbox/persons/cut.csv")
+    f, conn, inbox = _start_upload(published, srv.port, "cut.csv")
     conn.sendall(b"insz\n" + b"85073003328\n" * 10_000)
     conn.shutdown(socket.SHUT_RDWR)  # the connection drops: no TLS close_notify
     conn.close()
@@ -337,11 +338,8 @@ def test_an_upload_without_tls_close_is_kept_when_the_close_is_optional(
     published: Workspace, start_server, caplog: pytest.LogCaptureFixture
 ) -> None:
     srv = start_server(published, upload_tls_close="optional")
-    inbox = published.publish_dir / "gent" / "inbox" / "persons"
     data = b"insz\n" + b"85073003328\n" * 10_000
-    f = client(srv.port)
-    f.voidcmd("TYPE I")
-    conn = f.transfercmd("STOR /inbox/persons/no-close.csv")
+    f, conn, inbox = _start_upload(published, srv.port, "no-close.csv")
     conn.sendall(data)
     conn.shutdown(socket.SHUT_RDWR)  # a client that never sends close_notify
     conn.close()
