@@ -42,6 +42,7 @@ from mutapub.mutations.models import (
     Subscriber,
     utcnow,
 )
+from mutapub.mutations.synthetic import insz_check_digits
 from mutapub.mutations.workspace import Workspace, open_workspace
 
 CTX = audit.AuditContext(actor="bench", command="bench")
@@ -259,8 +260,9 @@ def anchor(args: argparse.Namespace) -> None:
 
 
 def _subject(i: np.ndarray) -> np.ndarray:
-    """Subject keys of population members: 11 digits (INSZ-shaped; the check digits do not matter here)."""
-    return np.char.zfill(i.astype("U11"), 11)
+    """Subject keys of population members: valid INSZ numbers, member i's nine first digits being i."""
+    check = insz_check_digits(i, np.zeros(len(i), dtype=bool))
+    return np.char.add(np.char.zfill(i.astype("U9"), 9), np.char.zfill(check.astype("U2"), 2))
 
 
 def query_subjects(population: int, subscribers: int, days: int, seed: int) -> dict[str, str]:
@@ -272,7 +274,7 @@ def query_subjects(population: int, subscribers: int, days: int, seed: int) -> d
         "typical-2": str(_subject(typical[1:2])[0]),
         "typical-3": str(_subject(typical[2:3])[0]),
         "heavy": str(_subject(np.array([population - 1]))[0]),
-        "never": "99999999999",
+        "never": "85073003328",  # a valid INSZ above every population number: in no delivery
     }
 
 

@@ -46,8 +46,21 @@ def _ts(value: dt.datetime | None) -> str | None:
 def disclosures(ws: Workspace, subject: str) -> list[dict[str, Any]]:
     """Every delivery that carried data about `subject` (a person's INSZ or an enterprise number)."""
     with ws.sessions() as session:
+        # columns, not Delivery objects: a subject in every daily file of a few subscribers has thousands
         rows = session.execute(
-            select(Disclosure.op, Delivery, Subscriber.code, Snapshot.snapshot_date)
+            select(
+                Disclosure.op,
+                Subscriber.code,
+                Snapshot.snapshot_date,
+                Delivery.dataset,
+                Delivery.seq,
+                Delivery.kind,
+                Delivery.fields,
+                Delivery.grants,
+                Delivery.path,
+                Delivery.published_at,
+                Delivery.first_downloaded_at,
+            )
             .join(Delivery, Delivery.id == Disclosure.delivery_id)
             .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
             .join(Snapshot, Snapshot.id == Delivery.snapshot_id)
@@ -57,19 +70,19 @@ def disclosures(ws: Workspace, subject: str) -> list[dict[str, Any]]:
     return [
         {
             "subscriber": code,
-            "dataset": d.dataset,
+            "dataset": dataset,
             "date": day.isoformat(),
-            "seq": d.seq,
-            "kind": d.kind,
+            "seq": seq,
+            "kind": kind,
             "op": op,
-            "fields": list(d.fields),
-            "legal_basis": [g["legal_basis"] for g in d.grants],
-            "path": d.path,
-            "published": _ts(d.published_at),
-            "downloaded": d.first_downloaded_at is not None,
-            "first_downloaded": _ts(d.first_downloaded_at),
+            "fields": list(fields),
+            "legal_basis": [g["legal_basis"] for g in grants],
+            "path": path,
+            "published": _ts(published),
+            "downloaded": downloaded is not None,
+            "first_downloaded": _ts(downloaded),
         }
-        for op, d, code, day in rows
+        for op, code, day, dataset, seq, kind, fields, grants, path, published, downloaded in rows
     ]
 
 
