@@ -586,6 +586,27 @@ def test_connection_limits_ban_and_idle_timeout(published: Workspace, start_serv
     banned.close()
 
 
+def test_a_banned_address_is_refused_many_times_without_a_dying_session_thread(
+    published: Workspace, start_server
+) -> None:
+    died: list[str] = []
+    hook = threading.excepthook
+    threading.excepthook = lambda args: died.append(repr(args.exc_value))
+    try:
+        srv = start_server(published, ban_after_failures=1)
+        with pytest.raises(ftplib.error_perm, match="530"):
+            client(srv.port, password="wrong-" + PW)
+        for _ in range(40):  # each answered with 421 and closed before its session thread starts
+            refused = ftplib.FTP()
+            with pytest.raises(ftplib.error_temp, match="421"):
+                refused.connect("127.0.0.1", srv.port, timeout=10)
+            refused.close()
+        srv.stop()  # joins every session thread
+    finally:
+        threading.excepthook = hook
+    assert died == []
+
+
 def test_total_connection_limit(published: Workspace, start_server) -> None:
     srv = start_server(published, max_connections=2, max_connections_per_ip=0)
     held = [client(srv.port) for _ in range(2)]

@@ -37,6 +37,14 @@ class SessionServer(ThreadedFTPServer):
         self._exit = threading.Event()
         super().__init__(address, handler, ioloop=ioloop, backlog=backlog)
 
+    def _loop(self, handler: Any) -> None:
+        """A session's thread. One already closed before its thread started (a banned address is
+        answered with 421 at once) ends here: pyftpdlib would register its stale socket number with
+        the thread's new poller, which may hold that very number, and the thread would die on EINVAL."""
+        if handler._closed:
+            return
+        super()._loop(handler)
+
     def handle_accepted(self, sock: Any, addr: Any) -> Any:
         """Refuse a connection past `max_cons`: pyftpdlib's threaded server counts the running sessions
         without the new one, so it admits max_cons + 1."""
