@@ -274,7 +274,7 @@ def query_subjects(population: int, subscribers: int, days: int, seed: int) -> d
         "typical-2": str(_subject(typical[1:2])[0]),
         "typical-3": str(_subject(typical[2:3])[0]),
         "heavy": str(_subject(np.array([population - 1]))[0]),
-        "never": "85073003328",  # a valid INSZ above every population number: in no delivery
+        "never": str(_subject(np.array([population]))[0]),  # a valid INSZ beyond the population
     }
 
 

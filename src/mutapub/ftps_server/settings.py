@@ -55,16 +55,18 @@ def parse_port_range(text: str) -> range | None:
     return range(first, last + 1)
 
 
+def _choice(section: Mapping[str, Any], key: str, choices: tuple[str, ...]) -> str:
+    """A setting that takes one of `choices` (the first is its default)."""
+    value = str(section.get(key, choices[0]))
+    if value not in choices:
+        raise ConfigError(f"ftps.{key} {value!r} is not one of {', '.join(choices)}")
+    return value
+
+
 def from_section(section: Mapping[str, Any], home: Path) -> FtpsSettings:
     """The `[ftps]` section of a workspace; relative certificate paths are relative to `home`."""
-    reuse = str(section.get("tls_session_reuse", "off"))
-    if reuse not in SESSION_REUSE:
-        raise ConfigError(f"ftps.tls_session_reuse {reuse!r} is not one of {', '.join(SESSION_REUSE)}")
-    upload_close = str(section.get("upload_tls_close", "required"))
-    if upload_close not in UPLOAD_TLS_CLOSE:
-        raise ConfigError(
-            f"ftps.upload_tls_close {upload_close!r} is not one of {', '.join(UPLOAD_TLS_CLOSE)}"
-        )
+    reuse = _choice(section, "tls_session_reuse", SESSION_REUSE)
+    upload_close = _choice(section, "upload_tls_close", UPLOAD_TLS_CLOSE)
     masquerade = str(section.get("masquerade_address") or "").strip() or None
     if masquerade is not None:
         try:

@@ -779,10 +779,10 @@ class Recorder:
 
     A delivery is added only once its files are in the outbox (renamed, directory fsynced), so every
     row a commit marks published has its files; a crash before the commit leaves rows planned, which a
-    rerun produces again with the same bytes. A batch ends after `max_deliveries` deliveries,
-    `max_rows` disclosure rows or `max_seconds` after its first delivery, whichever comes first, and
-    when the caller flushes; the caller asks `flush_if_due` before each long step, so a delivery
-    already in the outbox is not left unrecorded while the next one is written.
+    rerun produces again with the same bytes. A batch ends after `max_deliveries` deliveries or
+    `max_rows` disclosure rows, and before the next delivery (`before`) once its first delivery is
+    `max_seconds` old or when the next one is an initial extract, so a delivery already in the outbox
+    is not left unrecorded while a long one is written.
     """
 
     def __init__(
@@ -810,12 +810,11 @@ class Recorder:
         self._rows += len(built.subjects)
         if self._deliveries >= self.max_deliveries or self._rows >= self.max_rows:
             self.flush()
-        else:
-            self.flush_if_due()
 
-    def flush_if_due(self) -> None:
-        """Commit the batch if its first delivery was added `max_seconds` ago or more."""
-        if self._deliveries and time.monotonic() - self._since >= self.max_seconds:
+    def before(self, delivery: Delivery) -> None:
+        """Commit the batch before `delivery` is written if it is an initial extract (which may take
+        minutes) or the batch's first delivery was added `max_seconds` ago or more."""
+        if delivery.kind == "initial" or time.monotonic() - self._since >= self.max_seconds:
             self.flush()
 
     def flush(self) -> None:
@@ -826,6 +825,19 @@ class Recorder:
             record_disclosures(self.session, pending)
             self.session.commit()
             _crash_point("after-commit")
+
+    def flush_after(self, exc: BaseException) -> None:
+        """Mark published what is already in the outbox when a later delivery failed with `exc`; if
+        the database refuses too (its transaction may be what failed), `exc` stays the error, with a
+        note on what that means."""
+        try:
+            self.flush()
+        except Exception as flush_exc:
+            self.session.rollback()
+            exc.add_note(
+                f"the deliveries already in the outbox could not be marked published ({flush_exc.__class__.__name__}); "
+                "the next `mutapub publish` writes them again, with the same names and bytes"
+            )
 
 
 def produce(
@@ -891,19 +903,6 @@ def record_disclosures(session: Session, deliveries: Sequence[tuple[int, pa.Arra
         cursor.close()
 
 
-def _record_after_failure(recorder: Recorder, exc: BaseException) -> None:
-    """Mark published what is already in the outbox when a later delivery failed; if the database
-    refuses too (its transaction may be what failed), keep the first error and say what it means."""
-    try:
-        recorder.flush()
-    except Exception as flush_exc:
-        recorder.session.rollback()
-        exc.add_note(
-            f"the deliveries already in the outbox could not be marked published ({flush_exc.__class__.__name__}); "
-            "the next `mutapub publish` writes them again, with the same names and bytes"
-        )
-
-
 def _unpublished(session: Session, dataset: str | None) -> list[Snapshot]:
     done = select(PublishedSnapshot.snapshot_id)
     q = select(Snapshot).where(Snapshot.id.not_in(done)).order_by(Snapshot.snapshot_date, Snapshot.dataset)
@@ -951,17 +950,14 @@ def publish(
                 with session.no_autoflush:
                     try:
                         for delivery in planned:
-                            if delivery.kind == "initial":
-                                recorder.flush()  # an extract may take minutes: record what is out first
-                            else:
-                                recorder.flush_if_due()
+                            recorder.before(delivery)
                             d = produce(ws, session, delivery, tables, recorder)
                             report.deliveries.append(Planned(d.path, d.kind, d.seq, d.counts))
                             if time.monotonic() - renewed > 60:  # the lease lasts ten minutes; renew before
                                 leases.renew(ws.sessions, LEASE, holder, dt.timedelta(minutes=10))
                                 renewed = time.monotonic()
                     except BaseException as exc:
-                        _record_after_failure(recorder, exc)
+                        recorder.flush_after(exc)
                         raise
                     recorder.flush()
                 session.add(PublishedSnapshot(snapshot_id=snap.id, published_at=utcnow()))
