@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from tests.conftest import KBO_FULL, KBO_UPDATE, run_cli
 from tests.mutations.persons_rows import insz, row, write
 
-from mutapub.mutations import changesets
+from mutapub.mutations import catalog, changesets
 from mutapub.mutations.errors import NotFound
 from mutapub.mutations.snapshots import ingest_file
 from mutapub.mutations.workspace import Workspace
@@ -36,6 +39,48 @@ def test_diff_json_contract_and_recompute_is_a_no_op(two_days: Workspace) -> Non
     assert json.loads(again.stdout) == doc
     assert two_days.path_in(stored.path).read_bytes() == before
     assert len(changesets.list_all(two_days)) == 1
+
+
+def test_diff_computes_a_change_set_not_computed_at_ingest(workspace: Workspace, tmp_path: Path) -> None:
+    day1 = write(tmp_path / "d1.csv", [row(1), row(2)])
+    day2 = write(tmp_path / "d2.csv", [row(2, street="Molenstraat"), row(3)])
+    run_cli("snapshot", "ingest", "persons", str(day1), "--date", "2025-10-01")
+    ingested = run_cli("snapshot", "ingest", "persons", str(day2), "--date", "2025-10-02", "--no-diff")
+    assert ingested.returncode == 0 and "change set" not in ingested.stdout
+    assert catalog.stored_change_set(workspace, "persons") is None
+    first = run_cli("diff", "persons")
+    assert first.returncode == 0, first.stderr
+    assert (
+        "change set 1 of persons (computed): snapshots 1 → 2, 1 inserts, 1 updates, 1 deletes" in first.stdout
+    )
+    assert "(already computed)" in run_cli("diff", "persons").stdout
+
+
+def test_a_stored_change_set_is_found_without_the_orm(two_days: Workspace) -> None:
+    """What `mutapub diff` mostly does, with SQLAlchemy Core alone: the same change set as the ORM's."""
+    stored = changesets.get(two_days, 1)
+    found = catalog.stored_change_set(two_days, "persons")
+    assert found is not None
+    assert (found.id, found.from_snapshot_id, found.to_snapshot_id, found.counts) == (
+        stored.id,
+        stored.from_snapshot_id,
+        stored.to_snapshot_id,
+        stored.counts,
+    )
+    assert catalog.stored_change_set(two_days, "persons", 1, 2) == found
+    assert catalog.stored_change_set(two_days, "persons", 2, 1) is None  # compute says what is wrong
+    assert catalog.stored_change_set(two_days, "vehicles", 1, 2) is None
+    assert catalog.stored_change_set(two_days, "persons", 1, None) is None
+    probe = (
+        "import sys; from mutapub.mutations.cli import main; main(['diff', 'persons'], standalone_mode=False); "
+        "print('orm imported' if 'sqlalchemy.orm' in sys.modules else 'core only')"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=dict(os.environ))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "change set 1 of persons (already computed): snapshots 1 → 2, 1 inserts, 1 updates, 1 deletes",
+        "core only",
+    ]
 
 
 def test_changes_show_json_contract(two_days: Workspace) -> None:

@@ -31,15 +31,21 @@ def diff(dataset: str, from_id: int | None, to_id: int | None, as_json: bool) ->
       mutapub diff persons --json
       mutapub diff persons --from 1 --to 2
     """
-    from mutapub.mutations.changesets import compute
+    from mutapub.mutations.catalog import ChangeSetSummary, stored_change_set
     from mutapub.mutations.workspace import open_workspace
 
-    result = compute(open_workspace(), dataset, from_id, to_id)
-    cs = result.change_set
+    ws = open_workspace()
+    cs = stored_change_set(ws, dataset, from_id, to_id)  # the usual case, found without the ORM
+    created = False
+    if cs is None:
+        from mutapub.mutations.changesets import compute
+
+        result = compute(ws, dataset, from_id, to_id)
+        cs, created = ChangeSetSummary.of(result.change_set), result.created
     if as_json:
         print_json(_summary(cs))
         return
-    state = "computed" if result.created else "already computed"
+    state = "computed" if created else "already computed"
     c = cs.counts
     click.echo(
         f"change set {cs.id} of {dataset} ({state}): snapshots {cs.from_snapshot_id} → {cs.to_snapshot_id}, "
