@@ -57,20 +57,16 @@ def _sql(schema: Schema, old: str, new: str) -> str:
 
 
 def _candidates_sql(schema: Schema, old: str, new: str) -> str:
-    """Keys whose row may differ: a narrow join of keys and two 64-bit row fingerprints.
+    """Keys whose row may differ: a narrow join of the keys and a 64-bit fingerprint of each row.
 
-    Equal rows always have equal fingerprints, so no change is lost unless both fingerprints of a
-    changed row collide at once (a 2^-128 event); every candidate is then compared column by column,
-    so a collision can never invent a change.
+    Equal rows always have equal fingerprints, and every candidate is then compared column by
+    column, so a collision can never invent a change. A change is missed only if DuckDB's 64-bit hash
+    of an old value equals that of the new one (about 2^-64 per changed value): a second fingerprint
+    would not lower that, being combined from the same value hashes.
     """
     q = duck.quote
     keys, values = schema.key, schema.value_columns
-    cols = [q(c) for c in values]
-    fp = (
-        f"hash({', '.join(cols)}) AS __h1, hash({', '.join(reversed(cols))}, 'mutapub') AS __h2"
-        if cols
-        else ("0 AS __h1, 0 AS __h2")
-    )
+    fp = f"hash({', '.join(q(c) for c in values)}) AS __fp" if values else "0 AS __fp"
     side = ", ".join(q(k) for k in keys)
     on = " AND ".join(f"o.{q(k)} IS NOT DISTINCT FROM n.{q(k)}" for k in keys)
     key_cols = ", ".join(f"CASE WHEN n.__present THEN n.{q(k)} ELSE o.{q(k)} END AS {q(k)}" for k in keys)
@@ -78,7 +74,7 @@ def _candidates_sql(schema: Schema, old: str, new: str) -> str:
         SELECT {key_cols}
         FROM (SELECT {side}, {fp}, true AS __present FROM {old}) o
         FULL OUTER JOIN (SELECT {side}, {fp}, true AS __present FROM {new}) n ON {on}
-        WHERE o.__present IS NULL OR n.__present IS NULL OR o.__h1 <> n.__h1 OR o.__h2 <> n.__h2
+        WHERE o.__present IS NULL OR n.__present IS NULL OR o.__fp <> n.__fp
     """
 
 
