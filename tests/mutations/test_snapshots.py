@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -141,12 +143,12 @@ def test_same_input_same_bytes(sqlite_workspace: Workspace, tmp_path: Path) -> N
 
 
 def test_a_parse_started_early_stores_the_same_bytes(sqlite_workspace: Workspace, tmp_path: Path) -> None:
-    from mutapub.mutations import staging
+    from mutapub.mutations import parsing
 
     lines = [row(i, street=f"Straat {i}") for i in range(1, 300)]
     plain = ingest_file(sqlite_workspace, "persons", write(tmp_path / "a.csv", lines), D1).snapshot
     path = write(tmp_path / "b.csv", lines)
-    pending = staging.start("persons", path)
+    pending = parsing.start("persons", path)
     early = ingest_file(sqlite_workspace, "persons", path, D2, pending=pending).snapshot
     assert (
         sqlite_workspace.path_in(plain.path).read_bytes() == sqlite_workspace.path_in(early.path).read_bytes()
@@ -155,12 +157,34 @@ def test_a_parse_started_early_stores_the_same_bytes(sqlite_workspace: Workspace
         pending.take()
 
 
+def test_an_early_parse_starts_before_validation_and_the_database_layer_are_imported(tmp_path: Path) -> None:
+    """The file is read while the command imports the rest; the thread then validates it."""
+    path = write(tmp_path / "p.csv", [row(1), row(2)])
+    probe = "\n".join(
+        [
+            "import sys",
+            "from mutapub.mutations import parsing, reading",
+            "heavy, real = [], reading.read_table",
+            "def spy(*args):",
+            "    names = ('pyarrow.parquet', 'sqlalchemy', 'duckdb', 'mutapub.mutations.validation')",
+            "    heavy.extend(m for m in names if m in sys.modules)",
+            "    return real(*args)",
+            "reading.read_table = spy",
+            f"rows = parsing.start('persons', {str(path)!r}).take().table.num_rows",
+            "print(heavy, rows, 'mutapub.mutations.staging' in sys.modules)",
+        ]
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[] 2 True"  # nothing heavy when the read starts; validated after
+
+
 def test_a_bad_file_parsed_early_registers_nothing(sqlite_workspace: Workspace, tmp_path: Path) -> None:
-    from mutapub.mutations import staging
+    from mutapub.mutations import parsing
 
     path = write(tmp_path / "p.csv", [row(1), row(1)])  # the same INSZ twice
     with pytest.raises(InputError, match=r"share their key.*\n.*line 2"):
-        ingest_file(sqlite_workspace, "persons", path, D1, pending=staging.start("persons", path))
+        ingest_file(sqlite_workspace, "persons", path, D1, pending=parsing.start("persons", path))
     assert list_snapshots(sqlite_workspace) == []
     assert list(sqlite_workspace.staging_dir.glob("*")) == []
 

@@ -21,7 +21,6 @@ from typing import IO
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from mutapub.mutations.errors import InputError
 from mutapub.schemas import InputFormat, Schema
@@ -217,6 +216,8 @@ def _arrow_stream(source: Source) -> Iterator[object]:
 
 
 def _parquet_table(source: Source, schema: Schema) -> pa.Table:
+    import pyarrow.parquet as pq  # here: a CSV read starts before this module is even loaded
+
     try:
         pf = pq.ParquetFile(source.path)
     except (pa.ArrowException, OSError) as exc:

@@ -13,10 +13,11 @@ import pyarrow as pa
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mutapub.mutations import duck, staging
+from mutapub.mutations import duck, parsing
 from mutapub.mutations.errors import Conflict, InputError
 from mutapub.mutations.models import ChangeSet, Delivery, Snapshot
-from mutapub.mutations.staging import Pending, file_sha256, write_parquet
+from mutapub.mutations.parsing import Pending
+from mutapub.mutations.staging import file_sha256, write_parquet
 from mutapub.mutations.workspace import Workspace
 from mutapub.schemas import Schema, load_schema
 
@@ -58,7 +59,7 @@ def ingest_file(
 
     With `diff`, a snapshot newer than every other is diffed against the previous one at once: the
     nightly job needs that change set next anyway. `pending` is this file's parse if already started
-    (`staging.start`).
+    (`parsing.start`).
     """
     schema = load_schema(dataset)
     path = Path(path)
@@ -105,7 +106,7 @@ def _ingest(
                     "subscribers and cannot be replaced; ingest the correction as the next day's snapshot"
                 )
     if pending is None:
-        pending = staging.start(schema.name, path)
+        pending = parsing.start(schema.name, path)
     parsed, keys = pending.take_validated()
     # The rows are written while their keys are checked: a duplicate then only costs a staging file.
     staged = pool.submit(write_parquet, ws, parsed.table, schema)

@@ -1,14 +1,12 @@
 """Staging a snapshot file: read it, normalise and validate every value, check its keys, and write
 it as Parquet in the workspace's staging area. No database here: `mutapub snapshot ingest` starts
-this work before the database layer has even been imported (see `start`)."""
+this work before the database layer has even been imported (see `parsing.start`)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-import threading
 import uuid
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,7 +20,7 @@ from mutapub.mutations import reading
 from mutapub.mutations.errors import InputError
 from mutapub.mutations.validation import Findings, Problem, normalise_table
 from mutapub.mutations.validators import fixed_width_digits, keys_width, number
-from mutapub.schemas import Schema, load_schema
+from mutapub.schemas import Schema
 
 if TYPE_CHECKING:
     from mutapub.mutations.workspace import Workspace
@@ -46,64 +44,6 @@ def parse(source: reading.Source, schema: Schema) -> Parsed:
     return Parsed(source, table, warnings)
 
 
-class Pending:
-    """A parse running in a worker thread: first the rows read and validated, then the key check.
-
-    `take` waits for both and hands the rows over, once; `take_validated` hands them over as soon as
-    they are validated, with the key check still running, so the caller can write them meanwhile.
-    """
-
-    def __init__(self, validated: Future[Parsed], keys: Future[None]) -> None:
-        self._validated: Future[Parsed] | None = validated
-        self._keys = keys
-
-    def take_validated(self) -> tuple[Parsed, Future[None]]:
-        """The validated rows (or the parse's InputError) and the key check's future (InputError on
-        a duplicate key); afterwards this object holds nothing."""
-        future, self._validated = self._validated, None
-        if future is None:
-            raise RuntimeError("this parse was already taken")
-        return future.result(), self._keys
-
-    def take(self) -> Parsed:
-        """The parsed file once its keys are checked (or the parse's InputError)."""
-        parsed, keys = self.take_validated()
-        keys.result()
-        return parsed
-
-
-def start(dataset: str, path: Path) -> Pending:
-    """`parse` in a worker thread, started before the caller loads the database layer.
-
-    Reading is Arrow's multi-threaded C++ and releases the GIL, so importing SQLAlchemy and the models
-    meanwhile (about 0.4 s) costs nothing on a large file. Hand it to `snapshots.ingest_file`. The
-    thread is a daemon: a command that fails before taking the rows exits without waiting for them.
-    """
-    schema = load_schema(dataset)
-    source = reading.detect(Path(path))
-    validated: Future[Parsed] = Future()
-    keys: Future[None] = Future()
-
-    def work() -> None:
-        for f in (validated, keys):
-            f.set_running_or_notify_cancel()
-        try:
-            table, warnings = read_validated(source, schema)
-        except BaseException as exc:  # handed to whoever takes the rows
-            validated.set_exception(exc)
-            keys.set_exception(exc)
-            return
-        validated.set_result(Parsed(source, table, warnings))
-        try:
-            check_unique(table, schema, source)
-            keys.set_result(None)
-        except BaseException as exc:
-            keys.set_exception(exc)
-
-    threading.Thread(target=work, name="mutapub-parse", daemon=True).start()
-    return Pending(validated, keys)
-
-
 def file_sha256(path: Path) -> str:
     """SHA-256 of a file's bytes, as hex."""
     h = hashlib.sha256()
@@ -118,8 +58,13 @@ def read_validated(source: reading.Source, schema: Schema) -> tuple[pa.Table, li
 
     InputError names the line and column of the first ten refused values and counts them all.
     """
+    return validate(source, schema, reading.read_table(source, schema))
+
+
+def validate(source: reading.Source, schema: Schema, table: pa.Table) -> tuple[pa.Table, list[str]]:
+    """Normalise the rows read from a source, as `read_validated` (which reads them first)."""
     findings = Findings()
-    table = normalise_table(reading.read_table(source, schema), schema, findings)
+    table = normalise_table(table, schema, findings)
     _raise_findings(source, schema, findings)
     return table, _warnings(source, schema, findings)
 

@@ -45,9 +45,9 @@ def ingest(dataset: str, path: Path, snapshot_date: dt.datetime | None, replace:
     Example:
       mutapub snapshot ingest persons persons.csv --date 2025-10-02
     """
-    from mutapub.mutations import staging
+    from mutapub.mutations import parsing
 
-    pending = staging.start(dataset, path)  # parsing starts while the database layer is imported
+    pending = parsing.start(dataset, path)  # the file is read while the rest is imported
     from mutapub.mutations.snapshots import ingest_file
     from mutapub.mutations.workspace import open_workspace
 
