@@ -47,7 +47,8 @@ def ingest(dataset: str, path: Path, snapshot_date: dt.datetime | None, replace:
     """
     from mutapub.mutations import parsing
 
-    pending = parsing.start(dataset, path)  # the file is read while the rest is imported
+    pending = parsing.start(dataset, path)  # the file is read while the rest is imported,
+    from mutapub.mutations import staging  # noqa: F401  first what the parse validates with next
     from mutapub.mutations.snapshots import ingest_file
     from mutapub.mutations.workspace import open_workspace
 
