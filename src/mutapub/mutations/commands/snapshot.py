@@ -45,8 +45,9 @@ def ingest(dataset: str, path: Path, snapshot_date: dt.datetime | None, replace:
     Example:
       mutapub snapshot ingest persons persons.csv --date 2025-10-02
     """
-    from mutapub.mutations import parsing
+    from mutapub.mutations import allocator, parsing
 
+    allocator.keep_freed_memory()  # a short command: reuse beats handing memory back
     pending = parsing.start(dataset, path)  # the file is read while the rest is imported,
     from mutapub.mutations import staging  # noqa: F401  first what the parse validates with next
     from mutapub.mutations.snapshots import ingest_file
@@ -86,8 +87,11 @@ def ingest_kbo(zip_path: Path, force: bool) -> None:
     Example:
       mutapub snapshot ingest-kbo KboOpenData_0147_2025_10_12_Update.zip
     """
+    from mutapub.mutations import allocator
     from mutapub.mutations.kbo import ingest_zip
     from mutapub.mutations.workspace import open_workspace
+
+    allocator.keep_freed_memory()
 
     ws = open_workspace()
     result = ingest_zip(ws, zip_path, force=force)
