@@ -14,9 +14,11 @@ import pyarrow.parquet as pq
 import pytest
 from tests.mutations.persons_rows import HEADER, insz, row, write
 
+from mutapub.mutations import reading
 from mutapub.mutations.errors import Conflict, InputError
 from mutapub.mutations.snapshots import date_from_name, ingest_file, list_snapshots
 from mutapub.mutations.workspace import Workspace
+from mutapub.schemas import load_schema
 
 D1, D2 = dt.date(2025, 10, 1), dt.date(2025, 10, 2)
 
@@ -187,6 +189,74 @@ def test_a_bad_file_parsed_early_registers_nothing(sqlite_workspace: Workspace, 
         ingest_file(sqlite_workspace, "persons", path, D1, pending=parsing.start("persons", path))
     assert list_snapshots(sqlite_workspace) == []
     assert list(sqlite_workspace.staging_dir.glob("*")) == []
+
+
+def _quoted_rows(count: int) -> list[str]:
+    """Rows whose streets hold quotes, escaped quotes, delimiters and line breaks, some of each."""
+    streets = [
+        '"Kerkstraat\nachterbouw"',
+        '"Residentie ""Ter Linde"""',
+        '"Dorp; achter"',
+        "Markt",
+        '"a\r\nb"',
+    ]
+    return [row(i, street=streets[i % len(streets)]) for i in range(1, count)]
+
+
+def test_row_ranges_cut_only_at_line_breaks_outside_quoted_values(tmp_path: Path) -> None:
+    path = write(tmp_path / "p.csv", _quoted_rows(300))
+    data = path.read_bytes()
+    fmt = load_schema("persons").input_format
+    ranges = reading.row_ranges(reading.detect(path), fmt, "utf8", pieces=9)
+    assert ranges is not None and len(ranges) == 9
+    assert ranges[0][0] == data.index(b"\n") + 1  # after the header line
+    assert ranges[-1][1] == len(data)
+    for (_, end), (start, _) in zip(ranges, ranges[1:], strict=False):
+        assert end == start  # the pieces tile the rows
+        assert data[start - 1 : start] == b"\n" and data[:start].count(b'"') % 2 == 0  # never inside quotes
+    assert reading.row_ranges(reading.detect(path), fmt, "utf8", pieces=1) is None
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_a_file_read_in_pieces_gives_the_rows_of_one_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, newline: str
+) -> None:
+    path = write(tmp_path / "p.csv", _quoted_rows(500), header="\ufeff" + HEADER, newline=newline)
+    schema = load_schema("persons")
+    whole = reading.read_table(reading.detect(path), schema)
+    monkeypatch.setattr(reading, "PIECE_SIZE", 1000)
+    monkeypatch.setattr(reading.pa, "cpu_count", lambda: 7)
+    monkeypatch.setattr(reading, "BLOCK_SIZE", 2000)  # and several blocks per piece
+    read_in: list[int] = []
+    real = reading._read_pieces
+    monkeypatch.setattr(
+        reading,
+        "_read_pieces",
+        lambda src, ranges, *a: (read_in.append(len(ranges)), real(src, ranges, *a))[1],
+    )
+    pieces = reading.read_table(reading.detect(path), schema)
+    assert read_in == [7]
+    assert pieces.equals(whole)
+    assert pieces.column("street").to_pylist()[:5] == [
+        'Residentie "Ter Linde"',
+        "Dorp; achter",
+        "Markt",
+        "a\r\nb",
+        "Kerkstraat\nachterbouw",
+    ]
+
+
+def test_a_bad_row_in_a_later_piece_is_reported_at_its_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = _quoted_rows(400)
+    lines[350] = "only;three;fields"
+    path = write(tmp_path / "p.csv", lines)
+    monkeypatch.setattr(reading, "PIECE_SIZE", 1000)
+    monkeypatch.setattr(reading.pa, "cpu_count", lambda: 4)
+    expected = path.read_bytes()[: path.read_bytes().index(b"only;three")].count(b"\n") + 1
+    with pytest.raises(InputError, match=rf"line {expected}: expected 13 fields"):
+        reading.read_table(reading.detect(path), load_schema("persons"))
 
 
 @pytest.mark.parametrize("quoted", [True, False])
