@@ -246,6 +246,24 @@ def test_a_file_read_in_pieces_gives_the_rows_of_one_read(
     ]
 
 
+def test_a_stray_quote_that_misplaces_a_cut_still_gives_the_rows_of_one_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A quote inside an unquoted value is a letter to the reader but flips the cutter's count."""
+    lines = [row(i, last='O"Brien' if i == 3 else "Peeters") for i in range(1, 60)]
+    lines += [row(i, street='"Hoog\nstraat"') for i in range(60, 120)]
+    path = write(tmp_path / "p.csv", lines)
+    schema = load_schema("persons")
+    whole = reading.read_table(reading.detect(path), schema)
+    assert whole.column("last_name")[2].as_py() == 'O"Brien'
+    monkeypatch.setattr(reading, "PIECE_SIZE", 1000)
+    monkeypatch.setattr(reading.pa, "cpu_count", lambda: 8)
+    ranges = reading.row_ranges(reading.detect(path), schema.input_format, "utf8", 8)
+    data = path.read_bytes()
+    assert ranges is not None and any(data[s - 6 : s - 1] == b'"Hoog' for s, _ in ranges[1:])  # cut inside
+    assert reading.read_table(reading.detect(path), schema).equals(whole)
+
+
 def test_a_bad_row_in_a_later_piece_is_reported_at_its_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

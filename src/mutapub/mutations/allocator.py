@@ -2,7 +2,7 @@
 
 NumPy's temporaries, one array per check of a column of a million values, come from glibc's malloc,
 which maps each large block afresh and unmaps it when freed: validating a million-row snapshot then
-costs some 25,000 page faults, a tenth of a second on a virtual machine. A batch command asks glibc
+costs 12,000 to 25,000 page faults, a tenth of a second on a virtual machine. A batch command asks glibc
 to serve such blocks from its heap and keep what is freed, so the next temporary reuses those pages.
 Long-running processes (the server, the scheduler) keep glibc's defaults, which hand memory back.
 """

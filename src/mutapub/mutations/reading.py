@@ -183,12 +183,16 @@ def read_table(source: Source, schema: Schema, fmt: InputFormat | None = None) -
         # Without quotes Arrow splits the file at any line break, on every core: no pieces needed.
         pieces = min(pa.cpu_count(), _size(source) // PIECE_SIZE) if parse_opts.newlines_in_values else 1
         ranges = row_ranges(source, fmt, encoding, pieces)
+        table = None
         if ranges is not None:
             piece_opts = pacsv.ReadOptions(
                 block_size=BLOCK_SIZE, encoding=encoding, column_names=names, use_threads=False
             )
-            table = _read_pieces(source, ranges, piece_opts, parse_opts, convert_opts)
-        else:
+            try:
+                table = _read_pieces(source, ranges, piece_opts, parse_opts, convert_opts)
+            except pa.ArrowException:  # a bad row, or a stray quote that misplaced a cut: read it whole
+                table = None
+        if table is None:
             with _arrow_stream(source) as stream:
                 table = pacsv.read_csv(
                     stream, read_options=read_opts, parse_options=parse_opts, convert_options=convert_opts
@@ -207,7 +211,9 @@ def _size(source: Source) -> int:
 def row_ranges(source: Source, fmt: InputFormat, encoding: str, pieces: int) -> list[tuple[int, int]] | None:
     """Byte ranges of a plain CSV file's rows (the header line left out), cut into up to `pieces` at
     line breaks outside quoted values; None when the file is not cut (one piece, or an encoding
-    in which a quote or a line break is not one byte of its own).
+    in which a quote or a line break is not one byte of its own). Quotes are counted, not parsed: a
+    stray one inside an unquoted value can misplace a cut, which the reader of a piece then refuses
+    (a piece's first or last row falls short of its fields), and `read_table` reads the file whole.
 
     When values may hold line breaks, Arrow's reader finds where each block's last row ends on one
     thread while the others wait; pieces read side by side, each on its own core, avoid that wait:

@@ -37,13 +37,6 @@ class Parsed:
     warnings: list[str]
 
 
-def parse(source: reading.Source, schema: Schema) -> Parsed:
-    """Read, normalise and validate a source and check its keys; InputError on any refused row."""
-    table, warnings = read_validated(source, schema)
-    check_unique(table, schema, source)
-    return Parsed(source, table, warnings)
-
-
 def file_sha256(path: Path) -> str:
     """SHA-256 of a file's bytes, as hex."""
     h = hashlib.sha256()

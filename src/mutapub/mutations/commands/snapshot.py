@@ -49,7 +49,7 @@ def ingest(dataset: str, path: Path, snapshot_date: dt.datetime | None, replace:
 
     allocator.keep_freed_memory()  # a short command: reuse beats handing memory back
     pending = parsing.start(dataset, path)  # the file is read while the rest is imported,
-    from mutapub.mutations import staging  # noqa: F401  first what the parse validates with next
+    from mutapub.mutations import staging  # noqa: F401  first what the parse thread needs next
     from mutapub.mutations.snapshots import ingest_file
     from mutapub.mutations.workspace import open_workspace
 
