@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import mmap
 import subprocess
 import sys
 import zipfile
@@ -246,22 +247,31 @@ def test_a_file_read_in_pieces_gives_the_rows_of_one_read(
     ]
 
 
-def test_a_stray_quote_that_misplaces_a_cut_still_gives_the_rows_of_one_read(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A quote inside an unquoted value is a letter to the reader but flips the cutter's count."""
+def test_cuts_read_quotes_as_arrow_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A quote inside an unquoted value is a letter; one at a field's start opens a quoted value."""
     lines = [row(i, last='O"Brien' if i == 3 else "Peeters") for i in range(1, 60)]
-    lines += [row(i, street='"Hoog\nstraat"') for i in range(60, 120)]
-    path = write(tmp_path / "p.csv", lines)
-    schema = load_schema("persons")
-    whole = reading.read_table(reading.detect(path), schema)
-    assert whole.column("last_name")[2].as_py() == 'O"Brien'
-    monkeypatch.setattr(reading, "PIECE_SIZE", 1000)
-    monkeypatch.setattr(reading.pa, "cpu_count", lambda: 8)
-    ranges = reading.row_ranges(reading.detect(path), schema.input_format, "utf8", 8)
+    lines += [row(i, street='"Hoog\nstraat"', first_names='"Jan ""Bob"""') for i in range(60, 120)]
+    lines += [row(120, street='""'), row(121, death_date='"open to the end')]  # unclosed, as Arrow allows
+    path = write(tmp_path / "p.csv", lines, header="\ufeff" + HEADER)
     data = path.read_bytes()
-    assert ranges is not None and any(data[s - 6 : s - 1] == b'"Hoog' for s, _ in ranges[1:])  # cut inside
+    schema = load_schema("persons")
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        opens, closes = reading._quoted_spans(mm, b'"', b";")
+    assert data.index(b'O"Brien') + 1 not in opens
+    assert len(opens) == 2 * 60 + 2 and closes[-1] == len(data)
+    assert all(data[o] == data[c] == ord('"') for o, c in zip(opens[:-1], closes[:-1], strict=True))
+    ranges = reading.row_ranges(reading.detect(path), schema.input_format, "utf8", 40)
+    assert ranges is not None and len(ranges) > 20
+    for start, _ in ranges[1:]:
+        assert not any(o < start <= c for o, c in zip(opens, closes, strict=True))  # never inside a value
+    whole = reading.read_table(reading.detect(path), schema)
+    monkeypatch.setattr(reading, "PIECE_SIZE", 200)
+    monkeypatch.setattr(reading.pa, "cpu_count", lambda: 40)
     assert reading.read_table(reading.detect(path), schema).equals(whole)
+    assert (
+        whole.column("last_name")[2].as_py() == 'O"Brien'
+        and whole.column("first_names")[60].as_py() == 'Jan "Bob"'
+    )
 
 
 def test_a_bad_row_in_a_later_piece_is_reported_at_its_line(
