@@ -274,6 +274,25 @@ def test_cuts_read_quotes_as_arrow_does(tmp_path: Path, monkeypatch: pytest.Monk
     )
 
 
+def test_a_file_in_another_encoding_read_in_pieces_gives_the_rows_of_one_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mutapub.schemas import InputFormat
+
+    lines = [
+        row(i, last="Dupré", street='"Rue de l’Église\nachter"' if i % 7 == 0 else "Markt")
+        for i in range(1, 300)
+    ]
+    path = write(tmp_path / "cp1252.csv", lines, encoding="cp1252")
+    schema, fmt = load_schema("persons"), InputFormat(encoding="cp1252")
+    whole = reading.read_table(reading.detect(path), schema, fmt)
+    monkeypatch.setattr(reading, "PIECE_SIZE", 1000)
+    monkeypatch.setattr(reading.pa, "cpu_count", lambda: 5)
+    assert reading.row_ranges(reading.detect(path), fmt, "cp1252", 5) is not None
+    assert reading.read_table(reading.detect(path), schema, fmt).equals(whole)
+    assert whole.column("street")[6].as_py() == "Rue de l’Église\nachter"
+
+
 def test_a_bad_row_in_a_later_piece_is_reported_at_its_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
